@@ -1,0 +1,464 @@
+//! The batch: the unit of atomicity and of checksum (docs/format.md, "Batch").
+//!
+//! ```text
+//! 0   u32 magic        0xB7C3_1A5E, never zero
+//! 4   u32 crc32c       of bytes [8, length)
+//! 8   u32 length       of the whole batch, header included
+//! 12  u16 version      1
+//! 14  u16 flags        0
+//! 16  u64 base_offset  offset of the first record
+//! 24  u32 count        records in the batch, at least 1
+//! 28  u32 reserved     0
+//! 32  i64 first_ts     timestamp of the first record (ms)
+//! 40  i64 max_ts       largest timestamp in the batch (ms)
+//! 48  records          count × (varint zigzag ts delta, varint key_len,
+//!                               varint value_len+1 or 0 for a tombstone, key, value)
+//! ```
+//! All integers little-endian. The checksum covers everything after itself, the base offset
+//! included, so a well-formed batch copied to the wrong place does not validate at the offset
+//! the reader expects.
+
+use crate::error::CorruptionKind;
+use crate::record::{Record, RecordView};
+
+/// Marks the start of a batch. Not zero, not ASCII, no repeated byte.
+pub(crate) const MAGIC: u32 = 0xB7C3_1A5E;
+/// Bytes of the batch header.
+pub(crate) const HEADER_LEN: usize = 48;
+/// The only format version this build writes and reads.
+pub(crate) const VERSION: u16 = 1;
+/// The smallest possible batch: a header and one empty record (three one-byte varints).
+pub(crate) const MIN_BATCH_LEN: usize = HEADER_LEN + 3;
+
+/// What a valid batch header says.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct BatchInfo {
+    pub(crate) length: u32,
+    pub(crate) base_offset: u64,
+    pub(crate) count: u32,
+    pub(crate) first_ts: i64,
+    pub(crate) max_ts: i64,
+}
+
+impl BatchInfo {
+    /// One past the last offset of the batch.
+    pub(crate) fn next_offset(&self) -> u64 {
+        self.base_offset + u64::from(self.count)
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.length as usize
+    }
+}
+
+fn u16_at(bytes: &[u8], at: usize) -> u16 {
+    let mut word = [0; 2];
+    if let Some(src) = bytes.get(at..at + 2) {
+        word.copy_from_slice(src);
+    }
+    u16::from_le_bytes(word)
+}
+
+pub(crate) fn u32_at(bytes: &[u8], at: usize) -> u32 {
+    let mut word = [0; 4];
+    if let Some(src) = bytes.get(at..at + 4) {
+        word.copy_from_slice(src);
+    }
+    u32::from_le_bytes(word)
+}
+
+pub(crate) fn u64_at(bytes: &[u8], at: usize) -> u64 {
+    let mut word = [0; 8];
+    if let Some(src) = bytes.get(at..at + 8) {
+        word.copy_from_slice(src);
+    }
+    u64::from_le_bytes(word)
+}
+
+fn put_at(bytes: &mut [u8], at: usize, value: &[u8]) {
+    if let Some(target) = bytes.get_mut(at..at + value.len()) {
+        target.copy_from_slice(value);
+    }
+}
+
+/// Reads the fixed part of the header at the start of `bytes` (magic, format, length) and
+/// returns the batch length, without looking at the checksum. `bytes` may be only the header or
+/// hold more; `available` is how many bytes the file has from the batch's start, so that a
+/// length running past the file is refused before anything is allocated for it.
+pub(crate) fn peek_length(bytes: &[u8], available: u64) -> Result<usize, CorruptionKind> {
+    if bytes.len() < 4 {
+        return Err(CorruptionKind::Truncated {
+            needed: HEADER_LEN as u64,
+            available,
+        });
+    }
+    let magic = u32_at(bytes, 0);
+    if magic != MAGIC {
+        return Err(CorruptionKind::BadMagic { found: magic });
+    }
+    if bytes.len() < HEADER_LEN {
+        return Err(CorruptionKind::Truncated {
+            needed: HEADER_LEN as u64,
+            available,
+        });
+    }
+    let version = u16_at(bytes, 12);
+    let flags = u16_at(bytes, 14);
+    if version != VERSION || flags != 0 || u32_at(bytes, 28) != 0 {
+        return Err(CorruptionKind::UnsupportedFormat { version, flags });
+    }
+    let length = u32_at(bytes, 8);
+    if (length as usize) < MIN_BATCH_LEN {
+        return Err(CorruptionKind::BadLength {
+            length: u64::from(length),
+        });
+    }
+    if u64::from(length) > available {
+        return Err(CorruptionKind::Truncated {
+            needed: u64::from(length),
+            available,
+        });
+    }
+    Ok(length as usize)
+}
+
+/// Reads the header at the start of `bytes` and checks magic, format, length and checksum, but
+/// not the records. `bytes` may extend past the batch.
+pub(crate) fn check_header(bytes: &[u8]) -> Result<BatchInfo, CorruptionKind> {
+    let length = peek_length(bytes, bytes.len() as u64)?;
+    let batch = bytes.get(..length).unwrap_or_default();
+    let stored = u32_at(bytes, 4);
+    let computed = crc32c::crc32c(batch.get(8..).unwrap_or_default());
+    if stored != computed {
+        return Err(CorruptionKind::Checksum { stored, computed });
+    }
+    Ok(BatchInfo {
+        length: length as u32,
+        base_offset: u64_at(bytes, 16),
+        count: u32_at(bytes, 24),
+        first_ts: u64_at(bytes, 32) as i64,
+        max_ts: u64_at(bytes, 40) as i64,
+    })
+}
+
+/// Fully validates the batch at the start of `bytes`: header, checksum, that it starts at
+/// `expected_offset`, and that its records parse to exactly its length and count.
+pub(crate) fn check(bytes: &[u8], expected_offset: u64) -> Result<BatchInfo, CorruptionKind> {
+    let info = check_header(bytes)?;
+    if info.base_offset != expected_offset {
+        return Err(CorruptionKind::OffsetMismatch {
+            expected: expected_offset,
+            found: info.base_offset,
+        });
+    }
+    if info.count == 0 {
+        return Err(CorruptionKind::BadRecord { record: 0 });
+    }
+    let mut records = Records::new(bytes.get(..info.len()).unwrap_or_default(), &info);
+    for _ in 0..info.count {
+        records.next().transpose()?;
+    }
+    if !records.body.is_empty() || records.index != info.count {
+        return Err(CorruptionKind::BadRecord {
+            record: records.index,
+        });
+    }
+    Ok(info)
+}
+
+/// Iterates over the records of a batch whose header was checked.
+#[derive(Clone, Debug)]
+pub(crate) struct Records<'a> {
+    body: &'a [u8],
+    index: u32,
+    count: u32,
+    base_offset: u64,
+    first_ts: i64,
+}
+
+impl<'a> Records<'a> {
+    /// `batch` is the whole batch, header included.
+    pub(crate) fn new(batch: &'a [u8], info: &BatchInfo) -> Records<'a> {
+        Records {
+            body: batch.get(HEADER_LEN..).unwrap_or_default(),
+            index: 0,
+            count: info.count,
+            base_offset: info.base_offset,
+            first_ts: info.first_ts,
+        }
+    }
+
+    fn parse_one(&mut self) -> Option<RecordView<'a>> {
+        let mut body = self.body;
+        let delta = unzigzag(read_varint(&mut body)?);
+        let key_len = usize::try_from(read_varint(&mut body)?).ok()?;
+        let value_tag = read_varint(&mut body)?;
+        let key = body.get(..key_len)?;
+        body = body.get(key_len..)?;
+        let value = match value_tag {
+            0 => None,
+            n => {
+                let value_len = usize::try_from(n - 1).ok()?;
+                let value = body.get(..value_len)?;
+                body = body.get(value_len..)?;
+                Some(value)
+            }
+        };
+        self.body = body;
+        Some(RecordView {
+            offset: self.base_offset + u64::from(self.index),
+            timestamp_ms: self.first_ts.wrapping_add(delta),
+            key,
+            value,
+        })
+    }
+}
+
+impl<'a> Iterator for Records<'a> {
+    type Item = Result<RecordView<'a>, CorruptionKind>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.index >= self.count {
+            return None;
+        }
+        match self.parse_one() {
+            Some(record) => {
+                self.index += 1;
+                Some(Ok(record))
+            }
+            None => {
+                let record = self.index;
+                self.index = self.count;
+                Some(Err(CorruptionKind::BadRecord { record }))
+            }
+        }
+    }
+}
+
+fn read_varint(bytes: &mut &[u8]) -> Option<u64> {
+    let mut value: u64 = 0;
+    for shift in (0..64).step_by(7) {
+        let (&byte, rest) = bytes.split_first()?;
+        *bytes = rest;
+        value |= u64::from(byte & 0x7f) << shift;
+        if byte & 0x80 == 0 {
+            return Some(value);
+        }
+    }
+    None
+}
+
+fn write_varint(buf: &mut Vec<u8>, mut value: u64) {
+    while value >= 0x80 {
+        buf.push((value as u8) | 0x80);
+        value >>= 7;
+    }
+    buf.push(value as u8);
+}
+
+fn varint_len(value: u64) -> usize {
+    (64 - (value | 1).leading_zeros() as usize).div_ceil(7)
+}
+
+fn zigzag(value: i64) -> u64 {
+    ((value << 1) ^ (value >> 63)) as u64
+}
+
+fn unzigzag(value: u64) -> i64 {
+    ((value >> 1) as i64) ^ -((value & 1) as i64)
+}
+
+/// The bytes `record` takes inside a batch whose first timestamp is `first_ts`.
+pub(crate) fn record_len(record: &Record<'_>, first_ts: i64) -> usize {
+    let value_tag = record.value.map_or(0, |v| v.len() as u64 + 1);
+    varint_len(zigzag(record.timestamp_ms.wrapping_sub(first_ts)))
+        + varint_len(record.key.len() as u64)
+        + varint_len(value_tag)
+        + record.key.len()
+        + record.value.map_or(0, <[u8]>::len)
+}
+
+/// The bytes a batch of `records` takes, header included.
+pub(crate) fn batch_len(records: &[Record<'_>]) -> u64 {
+    let first_ts = records.first().map_or(0, |r| r.timestamp_ms);
+    HEADER_LEN as u64
+        + records
+            .iter()
+            .map(|r| record_len(r, first_ts) as u64)
+            .sum::<u64>()
+}
+
+/// A batch being built at the end of a buffer; records can be added until it is sealed.
+#[derive(Clone, Debug)]
+pub(crate) struct OpenBatch {
+    /// Where the batch starts in the buffer.
+    pub(crate) start: usize,
+    pub(crate) base_offset: u64,
+    pub(crate) count: u32,
+    pub(crate) first_ts: i64,
+    pub(crate) max_ts: i64,
+}
+
+impl OpenBatch {
+    /// Starts a batch at the end of `buf`, for records from `base_offset` on.
+    pub(crate) fn begin(buf: &mut Vec<u8>, base_offset: u64, first_ts: i64) -> OpenBatch {
+        let start = buf.len();
+        buf.resize(start + HEADER_LEN, 0);
+        OpenBatch {
+            start,
+            base_offset,
+            count: 0,
+            first_ts,
+            max_ts: first_ts,
+        }
+    }
+
+    /// Bytes the batch takes so far.
+    pub(crate) fn len(&self, buf: &[u8]) -> usize {
+        buf.len() - self.start
+    }
+
+    /// Appends a record. The caller has checked that lengths fit the format.
+    pub(crate) fn push(&mut self, buf: &mut Vec<u8>, record: &Record<'_>) {
+        write_varint(buf, zigzag(record.timestamp_ms.wrapping_sub(self.first_ts)));
+        write_varint(buf, record.key.len() as u64);
+        write_varint(buf, record.value.map_or(0, |v| v.len() as u64 + 1));
+        buf.extend_from_slice(record.key);
+        if let Some(value) = record.value {
+            buf.extend_from_slice(value);
+        }
+        self.count += 1;
+        self.max_ts = self.max_ts.max(record.timestamp_ms);
+    }
+
+    /// Fills in the header and checksum. The batch must hold at least one record.
+    pub(crate) fn seal(self, buf: &mut [u8]) -> BatchInfo {
+        let length = (buf.len() - self.start) as u32;
+        let batch = buf.get_mut(self.start..).unwrap_or_default();
+        put_at(batch, 0, &MAGIC.to_le_bytes());
+        put_at(batch, 8, &length.to_le_bytes());
+        put_at(batch, 12, &VERSION.to_le_bytes());
+        put_at(batch, 14, &0u16.to_le_bytes());
+        put_at(batch, 16, &self.base_offset.to_le_bytes());
+        put_at(batch, 24, &self.count.to_le_bytes());
+        put_at(batch, 28, &0u32.to_le_bytes());
+        put_at(batch, 32, &self.first_ts.to_le_bytes());
+        put_at(batch, 40, &self.max_ts.to_le_bytes());
+        let crc = crc32c::crc32c(batch.get(8..).unwrap_or_default());
+        put_at(batch, 4, &crc.to_le_bytes());
+        BatchInfo {
+            length,
+            base_offset: self.base_offset,
+            count: self.count,
+            first_ts: self.first_ts,
+            max_ts: self.max_ts,
+        }
+    }
+}
+
+/// Encodes `records` as one sealed batch starting at `base_offset`.
+pub(crate) fn encode(buf: &mut Vec<u8>, base_offset: u64, records: &[Record<'_>]) -> BatchInfo {
+    let first_ts = records.first().map_or(0, |r| r.timestamp_ms);
+    let mut batch = OpenBatch::begin(buf, base_offset, first_ts);
+    for record in records {
+        batch.push(buf, record);
+    }
+    batch.seal(buf)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Vec<u8> {
+        let records = [
+            Record::new(b"k1", Some(b"v1"), 1_000),
+            Record::new(b"", None, 990),
+            Record::new(b"key3", Some(b""), i64::MAX),
+        ];
+        let mut buf = Vec::new();
+        encode(&mut buf, 42, &records);
+        buf
+    }
+
+    #[test]
+    fn encoded_batch_round_trips() {
+        let buf = sample();
+        let info = check(&buf, 42).unwrap();
+        assert_eq!(
+            (info.base_offset, info.count, info.len()),
+            (42, 3, buf.len())
+        );
+        assert_eq!(info.max_ts, i64::MAX);
+        let records: Vec<_> = Records::new(&buf, &info).map(Result::unwrap).collect();
+        assert_eq!(records[0].key, b"k1");
+        assert_eq!(records[1].value, None);
+        assert_eq!(records[1].timestamp_ms, 990);
+        assert_eq!(records[2].value, Some(&b""[..]));
+        assert_eq!(records[2].offset, 44);
+        assert_eq!(records[2].timestamp_ms, i64::MAX);
+    }
+
+    #[test]
+    fn batch_len_predicts_encoding() {
+        let records = [
+            Record::new(b"abc", Some(&[7; 300]), -5),
+            Record::new(&[1; 200], None, 1 << 40),
+        ];
+        let mut buf = Vec::new();
+        encode(&mut buf, 0, &records);
+        assert_eq!(batch_len(&records), buf.len() as u64);
+    }
+
+    #[test]
+    fn every_flipped_bit_is_detected() {
+        let buf = sample();
+        for bit in 0..buf.len() * 8 {
+            let mut damaged = buf.clone();
+            damaged[bit / 8] ^= 1 << (bit % 8);
+            assert!(check(&damaged, 42).is_err(), "bit {bit} flip not detected");
+        }
+    }
+
+    #[test]
+    fn every_truncation_is_detected() {
+        let buf = sample();
+        for len in 0..buf.len() {
+            assert!(check(&buf[..len], 42).is_err(), "cut at {len} not detected");
+        }
+    }
+
+    #[test]
+    fn zeros_never_parse() {
+        assert_eq!(
+            check(&[0; 128], 0),
+            Err(CorruptionKind::BadMagic { found: 0 })
+        );
+    }
+
+    #[test]
+    fn batch_at_wrong_offset_is_rejected() {
+        let buf = sample();
+        assert_eq!(
+            check(&buf, 41),
+            Err(CorruptionKind::OffsetMismatch {
+                expected: 41,
+                found: 42
+            })
+        );
+    }
+
+    #[test]
+    fn varints_round_trip() {
+        for value in [0, 1, 127, 128, 300, u64::from(u32::MAX), u64::MAX] {
+            let mut buf = Vec::new();
+            write_varint(&mut buf, value);
+            assert_eq!(buf.len(), varint_len(value));
+            let mut slice = &buf[..];
+            assert_eq!(read_varint(&mut slice), Some(value));
+        }
+        for value in [0, -1, 1, i64::MIN, i64::MAX] {
+            assert_eq!(unzigzag(zigzag(value)), value);
+        }
+    }
+}

@@ -1,0 +1,165 @@
+//! Group commit: concurrent callers of `sync` share one fsync, and none is acknowledged before an
+//! fsync that covers its records has returned (DESIGN §4).
+//!
+//! One caller at a time is the *leader*: it runs the fsync with the state lock released, while
+//! later callers wait on the condition variable. When the fsync returns, the leader raises the
+//! durable watermark and wakes every waiter; each waiter whose target is now covered returns,
+//! and one of the rest becomes the next leader, whose fsync covers everything written while the
+//! previous one ran. A failed fsync marks the commit failed for good: every waiter and every
+//! later caller gets an error (P6), never a retried fsync.
+
+use crate::mutants;
+use crate::sync::{Condvar, Mutex, lock, wait};
+use crate::watermark::Watermark;
+
+#[derive(Debug)]
+struct State {
+    /// Offsets below this are durable.
+    durable: u64,
+    /// A caller is running an fsync (or an exclusive section).
+    leader: bool,
+    /// An fsync failed or the log was poisoned; nothing is acknowledged any more.
+    failed: bool,
+}
+
+/// Why a commit was not acknowledged.
+#[derive(Debug)]
+pub(crate) enum CommitError<E> {
+    /// This caller's own fsync failed with `E`.
+    Sync(E),
+    /// An earlier failure (another caller's fsync, or a poisoned log).
+    Failed,
+}
+
+/// The group-commit coordinator and the durable watermark it guards.
+#[derive(Debug)]
+pub(crate) struct GroupCommit {
+    state: Mutex<State>,
+    wake: Condvar,
+    durable: Watermark,
+}
+
+impl GroupCommit {
+    pub(crate) fn new(durable: u64) -> GroupCommit {
+        GroupCommit {
+            state: Mutex::new(State {
+                durable,
+                leader: false,
+                failed: false,
+            }),
+            wake: Condvar::new(),
+            durable: Watermark::new(durable),
+        }
+    }
+
+    /// Offsets below the returned value are durable.
+    pub(crate) fn durable(&self) -> u64 {
+        self.durable.load()
+    }
+
+    /// Returns once offsets below `target` are durable, or once this caller has itself run a
+    /// covering fsync. `sync` must make durable everything written before it was called and
+    /// return the end offset it covered; it runs only if this caller becomes the leader.
+    ///
+    /// Returns the durable end, which is below `target` only if a truncation removed the
+    /// caller's records meanwhile.
+    pub(crate) fn sync_to<E>(
+        &self,
+        target: u64,
+        sync: impl FnOnce() -> Result<u64, E>,
+    ) -> Result<u64, CommitError<E>> {
+        let mut state = lock(&self.state);
+        loop {
+            if state.failed {
+                return Err(CommitError::Failed);
+            }
+            if state.durable >= target {
+                return Ok(state.durable);
+            }
+            if state.leader && mutants::active(mutants::ACK_WITHOUT_SYNC) {
+                return Ok(target);
+            }
+            if !state.leader {
+                break;
+            }
+            state = wait(&self.wake, state);
+        }
+        // Lead: run the fsync without holding the lock, so that others can queue behind it.
+        state.leader = true;
+        drop(state);
+        let result = sync();
+        let mut state = lock(&self.state);
+        state.leader = false;
+        let outcome = match result {
+            Ok(end) => {
+                if end > state.durable {
+                    state.durable = end;
+                    self.durable.publish(end);
+                }
+                Ok(state.durable)
+            }
+            Err(e) => {
+                state.failed = true;
+                Err(CommitError::Sync(e))
+            }
+        };
+        self.wake_waiters();
+        outcome
+    }
+
+    /// Runs `f` while no fsync is in flight and none can start, then sets the durable watermark
+    /// to what `f` returns (if anything). Used by truncation, which may lower it.
+    pub(crate) fn exclusive<R>(
+        &self,
+        f: impl FnOnce() -> (R, Option<u64>),
+    ) -> Result<R, CommitError<()>> {
+        let mut state = lock(&self.state);
+        loop {
+            if state.failed {
+                return Err(CommitError::Failed);
+            }
+            if !state.leader {
+                break;
+            }
+            state = wait(&self.wake, state);
+        }
+        state.leader = true;
+        drop(state);
+        let (result, durable) = f();
+        let mut state = lock(&self.state);
+        state.leader = false;
+        if let Some(durable) = durable {
+            state.durable = durable;
+            self.durable.publish(durable);
+        }
+        self.wake_waiters();
+        Ok(result)
+    }
+
+    /// Raises the durable watermark to `end` after a covering fsync made outside the group
+    /// commit (a segment roll), waking waiters it satisfies.
+    pub(crate) fn advance(&self, end: u64) {
+        let mut state = lock(&self.state);
+        if end > state.durable {
+            state.durable = end;
+            self.durable.publish(end);
+            self.wake_waiters();
+        }
+    }
+
+    /// Marks the commit failed: every waiter and every later caller gets an error.
+    pub(crate) fn fail(&self) {
+        let mut state = lock(&self.state);
+        state.failed = true;
+        drop(state);
+        self.wake.notify_all();
+    }
+
+    fn wake_waiters(&self) {
+        if mutants::active(mutants::WAKE_ONE) {
+            self.wake.notify_one();
+        } else {
+            self.wake.notify_all();
+        }
+    }
+}

@@ -1,0 +1,749 @@
+//! The log: appends, group-committed syncs, rolls, truncation and close.
+//!
+//! Locks, always taken in this order: the group commit's leadership (held across an fsync or a
+//! truncation, never while waiting for the others), then the writer, then the segment list.
+//! Readers take only the segment list, briefly, to clone it.
+
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
+use std::time::Instant;
+
+use cairn_fs::{FileLock, Fs, OpenMode};
+
+use crate::batch::{self, HEADER_LEN, OpenBatch};
+use crate::error::{Error, Result};
+use crate::group_commit::{CommitError, GroupCommit};
+use crate::index::{Entry, Summary};
+use crate::mutants;
+use crate::options::LogOptions;
+use crate::reader::{ReadLimit, Reader};
+use crate::record::Record;
+use crate::recovery::{self, RecoveryReport};
+use crate::segment::{FileScan, Segment, Step, TEMP_SUFFIX, index_name, log_name, scan_file};
+use crate::sync::{AtomicBool, AtomicU64, Mutex, Ordering, lock};
+use crate::watermark::Watermark;
+
+/// An append-only, segmented, checksummed log of records, stored in one directory.
+///
+/// Appends return offsets at once; records become visible to readers when written from the
+/// write buffer to the file, and durable when [`Log::sync`] returns. Concurrent callers of
+/// `sync` share fsyncs (group commit). All methods take `&self`: share a log between threads
+/// with an `Arc`.
+///
+/// ```
+/// use std::sync::Arc;
+/// use cairn_changelog::{Log, LogOptions, Record};
+/// use cairn_fs::SimFs;
+///
+/// # fn main() -> Result<(), cairn_changelog::Error> {
+/// let fs = Arc::new(SimFs::new(1));
+/// let log = Log::open(fs.clone(), "/log", LogOptions::default())?;
+/// let first = log.append(Record::new(b"key", Some(b"value"), 1_700_000_000_000))?;
+/// log.append_batch(&[Record::new(b"a", Some(b"1"), 0), Record::new(b"a", None, 0)])?;
+/// assert_eq!(log.sync()?, 3); // offsets 0, 1 and 2 are durable
+///
+/// let mut reader = log.reader(first)?;
+/// while let Some(batch) = reader.next_batch()? {
+///     for record in batch.records() {
+///         let record = record?;
+///         println!("{} {:?} {:?}", record.offset, record.key, record.value);
+///     }
+/// }
+/// log.close()?;
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Debug)]
+pub struct Log {
+    shared: Arc<Shared>,
+    report: RecoveryReport,
+}
+
+/// State shared by the log handle and its readers.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub(crate) fs: Arc<dyn Fs>,
+    pub(crate) dir: PathBuf,
+    pub(crate) options: LogOptions,
+    writer: Mutex<Writer>,
+    /// The segments, oldest first; the last is active. Replaced whole, never edited in place,
+    /// so a reader's clone stays consistent.
+    pub(crate) segments: Mutex<Arc<Vec<Arc<Segment>>>>,
+    /// Offsets below this are written to the files and readable.
+    pub(crate) end: Watermark,
+    /// The durable watermark and the group commit guarding it.
+    pub(crate) commit: GroupCommit,
+    /// Counts truncations, so that readers notice one happened under them.
+    pub(crate) truncations: AtomicU64,
+    poisoned: AtomicBool,
+    poison_cause: OnceLock<Arc<Error>>,
+    lock: Mutex<Option<FileLock>>,
+}
+
+/// The writer's state, under the writer lock.
+#[derive(Debug)]
+struct Writer {
+    active: Arc<Segment>,
+    /// Bytes of the active file holding written batches.
+    written: u64,
+    /// Encoded batches not yet written; the open batch, if any, is at the end.
+    buf: Vec<u8>,
+    open: Option<OpenBatch>,
+    /// Start in `buf` and base offset of every batch in `buf`, for the index.
+    batch_starts: Vec<(usize, u64)>,
+    /// The next offset to assign.
+    next_offset: u64,
+    /// Position of the last index entry of the active segment.
+    last_indexed: u64,
+    /// Largest timestamp in the active segment.
+    max_ts: Option<i64>,
+    /// When the active segment was started (or the log opened).
+    started: Instant,
+    closed: bool,
+}
+
+impl Log {
+    /// Opens the log in directory `dir`, creating it if needed, and recovers it (DESIGN §4):
+    /// sealed segments are checked through their index headers (or fully, with
+    /// [`LogOptions::verify_on_open`]), the last segment is scanned, and an invalid tail after
+    /// its last valid batch is cut off and the cut fsynced. What was found is in
+    /// [`Log::recovery_report`]. Takes the directory's lock file.
+    ///
+    /// # Errors
+    /// [`Error::Corruption`] for damage where the log must be valid (a sealed segment, a missing
+    /// segment, data below [`LogOptions::known_durable_end`]); nothing is changed on disk then.
+    /// [`Error::Locked`] if another handle has the log open, [`Error::InvalidOptions`], or
+    /// [`Error::Io`].
+    pub fn open(fs: Arc<dyn Fs>, dir: impl AsRef<Path>, options: LogOptions) -> Result<Log> {
+        let dir = dir.as_ref().to_path_buf();
+        let recovered = recovery::open(fs.as_ref(), &dir, &options)?;
+        let active = recovered.segments.last().map(Arc::clone).ok_or_else(|| {
+            Error::io(
+                "open",
+                &dir,
+                std::io::Error::other("recovery produced no active segment"),
+            )
+        })?;
+        let writer = Writer {
+            active,
+            written: recovered.active_len,
+            buf: Vec::new(),
+            open: None,
+            batch_starts: Vec::new(),
+            next_offset: recovered.next_offset,
+            last_indexed: recovered.active_last_indexed,
+            max_ts: recovered.active_max_ts,
+            started: Instant::now(),
+            closed: false,
+        };
+        let shared = Shared {
+            fs,
+            dir,
+            options,
+            writer: Mutex::new(writer),
+            segments: Mutex::new(Arc::new(recovered.segments)),
+            end: Watermark::new(recovered.next_offset),
+            commit: GroupCommit::new(recovered.next_offset),
+            truncations: AtomicU64::new(0),
+            poisoned: AtomicBool::new(false),
+            poison_cause: OnceLock::new(),
+            lock: Mutex::new(Some(recovered.lock)),
+        };
+        Ok(Log {
+            shared: Arc::new(shared),
+            report: recovered.report,
+        })
+    }
+
+    /// What opening the log found and did.
+    pub fn recovery_report(&self) -> &RecoveryReport {
+        &self.report
+    }
+
+    /// The directory of the log.
+    pub fn dir(&self) -> &Path {
+        &self.shared.dir
+    }
+
+    /// The options the log was opened with.
+    pub fn options(&self) -> &LogOptions {
+        &self.shared.options
+    }
+
+    /// Appends one record and returns its offset.
+    ///
+    /// # Errors
+    /// As for [`Log::append_batch`].
+    pub fn append(&self, record: Record<'_>) -> Result<u64> {
+        Ok(self.append_batch(std::slice::from_ref(&record))?.start)
+    }
+
+    /// Appends records atomically, as one batch: after a crash either all of them are in the
+    /// log or none is. Returns their offsets. An empty slice appends nothing.
+    ///
+    /// # Errors
+    /// [`Error::BatchTooLarge`] if the records encode to more than
+    /// [`LogOptions::batch_bytes_max`] (nothing is appended); [`Error::Io`] if writing or rolling
+    /// fails, which poisons the log; [`Error::Poisoned`] or [`Error::Closed`] after that.
+    pub fn append_batch(&self, records: &[Record<'_>]) -> Result<Range<u64>> {
+        let shared = &*self.shared;
+        let bytes = batch::batch_len(records);
+        let limit = shared.options.batch_limit();
+        if bytes > limit {
+            return Err(Error::BatchTooLarge { bytes, max: limit });
+        }
+        let mut w = lock(&shared.writer);
+        shared.check_usable(&w)?;
+        let Some(first) = records.first() else {
+            return Ok(w.next_offset..w.next_offset);
+        };
+        if w.should_roll(&shared.options, bytes) {
+            shared.roll(&mut w)?;
+        }
+        let body = bytes - HEADER_LEN as u64;
+        let join = w
+            .open
+            .as_ref()
+            .is_some_and(|open| open.len(&w.buf) as u64 + body <= limit);
+        if !join {
+            w.seal_open();
+            let start = w.buf.len();
+            let next = w.next_offset;
+            w.open = Some(OpenBatch::begin(&mut w.buf, next, first.timestamp_ms));
+            w.batch_starts.push((start, next));
+        }
+        let Writer { buf, open, .. } = &mut *w;
+        if let Some(open) = open.as_mut() {
+            for record in records {
+                open.push(buf, record);
+            }
+        }
+        let start = w.next_offset;
+        w.next_offset += records.len() as u64;
+        if w.buf.len() >= shared.options.write_buffer_bytes {
+            shared.write_out(&mut w)?;
+        }
+        Ok(start..w.next_offset)
+    }
+
+    /// Writes buffered records to the file, making them visible to readers (not durable).
+    /// Returns the end offset written.
+    ///
+    /// # Errors
+    /// [`Error::Io`] if the write fails, which poisons the log; [`Error::Poisoned`] or
+    /// [`Error::Closed`].
+    pub fn flush(&self) -> Result<u64> {
+        let mut w = lock(&self.shared.writer);
+        self.shared.check_usable(&w)?;
+        self.shared.write_out(&mut w)?;
+        Ok(w.next_offset)
+    }
+
+    /// Makes every record appended so far durable and returns the durable end: offsets below it
+    /// survive any crash (DESIGN P1). Concurrent callers share one fsync; none returns before an
+    /// fsync covering its records has returned. The result is below the caller's records only if
+    /// a concurrent [`Log::truncate`] removed them.
+    ///
+    /// # Errors
+    /// [`Error::Io`] if the write or the fsync fails, which poisons the log (a failed fsync is
+    /// never retried); [`Error::Poisoned`] if another caller's fsync failed; [`Error::Closed`].
+    pub fn sync(&self) -> Result<u64> {
+        let shared = &*self.shared;
+        let target = {
+            let mut w = lock(&shared.writer);
+            shared.check_usable(&w)?;
+            shared.write_out(&mut w)?;
+            w.next_offset
+        };
+        let result = shared.commit.sync_to(target, || {
+            let (segment, end) = {
+                let mut w = lock(&shared.writer);
+                shared.check_usable(&w)?;
+                shared.write_out(&mut w)?;
+                (Arc::clone(&w.active), w.next_offset)
+            };
+            segment
+                .file
+                .sync_data()
+                .map_err(|e| shared.poison(Error::io("sync_data", &segment.path, e)))?;
+            Ok(end)
+        });
+        match result {
+            Ok(durable) => Ok(durable),
+            Err(CommitError::Sync(e)) => Err(e),
+            Err(CommitError::Failed) => Err(shared.poisoned_error()),
+        }
+    }
+
+    /// One past the last appended offset (appended, not necessarily written or durable).
+    pub fn end_offset(&self) -> u64 {
+        lock(&self.shared.writer).next_offset
+    }
+
+    /// One past the last offset readers can see.
+    pub fn written_offset(&self) -> u64 {
+        self.shared.end.load()
+    }
+
+    /// One past the last offset known durable.
+    pub fn durable_offset(&self) -> u64 {
+        self.shared.commit.durable()
+    }
+
+    /// The first offset of the log.
+    pub fn start_offset(&self) -> u64 {
+        self.shared.start_offset()
+    }
+
+    /// Whether an error has poisoned the log.
+    pub fn is_poisoned(&self) -> bool {
+        self.shared.poisoned.load(Ordering::Acquire)
+    }
+
+    /// A reader from `offset`, seeing records as they are written.
+    ///
+    /// # Errors
+    /// [`Error::OffsetOutOfRange`] if `offset` is below the start or past the end of the log.
+    pub fn reader(&self, offset: u64) -> Result<Reader> {
+        self.reader_with(offset, ReadLimit::Written)
+    }
+
+    /// A reader from `offset` that sees records up to `limit`.
+    ///
+    /// # Errors
+    /// As for [`Log::reader`].
+    pub fn reader_with(&self, offset: u64, limit: ReadLimit) -> Result<Reader> {
+        Reader::new(Arc::clone(&self.shared), offset, limit)
+    }
+
+    /// Removes every record at and after `offset`, durably: when this returns, the log ends at
+    /// `offset` and stays so after a crash. Records below `offset` are durable afterwards too.
+    /// Readers past `offset` get [`Error::ReaderTruncated`]. A crash during the call leaves the
+    /// log ending somewhere between `offset` and its old end. At or past the end, nothing
+    /// changes and nothing is synced.
+    ///
+    /// # Errors
+    /// [`Error::OffsetOutOfRange`] if `offset` is below the log's start; [`Error::Io`] on a file
+    /// system error, which poisons the log; [`Error::Poisoned`] or [`Error::Closed`].
+    pub fn truncate(&self, offset: u64) -> Result<()> {
+        let shared = &*self.shared;
+        match shared.commit.exclusive(|| match shared.truncate(offset) {
+            Ok(Some(end)) => (Ok(()), Some(end)),
+            Ok(None) => (Ok(()), None),
+            Err(e) => (Err(e), None),
+        }) {
+            Ok(result) => result,
+            Err(_) => Err(shared.poisoned_error()),
+        }
+    }
+
+    /// Writes and fsyncs what is buffered, releases the directory lock, and makes every later
+    /// call fail with [`Error::Closed`]. Readers keep reading what was written.
+    ///
+    /// # Errors
+    /// [`Error::Io`] if the final write or fsync fails (poisoning the log); [`Error::Poisoned`].
+    pub fn close(&self) -> Result<()> {
+        let shared = &*self.shared;
+        let result = shared.commit.exclusive(|| {
+            let mut w = lock(&shared.writer);
+            if w.closed {
+                return (Ok(()), None);
+            }
+            if let Err(e) = shared
+                .check_usable(&w)
+                .and_then(|()| shared.write_out(&mut w))
+            {
+                return (Err(e), None);
+            }
+            let active = Arc::clone(&w.active);
+            if let Err(e) = active.file.sync_data() {
+                return (
+                    Err(shared.poison(Error::io("sync_data", &active.path, e))),
+                    None,
+                );
+            }
+            w.closed = true;
+            *lock(&shared.lock) = None;
+            (Ok(()), Some(w.next_offset))
+        });
+        match result {
+            Ok(result) => result,
+            Err(_) => Err(shared.poisoned_error()),
+        }
+    }
+}
+
+impl Drop for Log {
+    /// Writes buffered records to the file, best effort and without fsync; use
+    /// [`Log::close`] to learn of errors.
+    fn drop(&mut self) {
+        let mut w = lock(&self.shared.writer);
+        if !w.closed && self.shared.check_usable(&w).is_ok() {
+            let _ = self.shared.write_out(&mut w);
+        }
+        w.closed = true;
+        *lock(&self.shared.lock) = None;
+    }
+}
+
+impl Writer {
+    fn should_roll(&self, options: &LogOptions, incoming: u64) -> bool {
+        let used = self.written + self.buf.len() as u64;
+        if used == 0 {
+            return false;
+        }
+        let too_big = used + incoming > options.segment_bytes_max;
+        let too_old = options
+            .segment_age_ms_max
+            .is_some_and(|age| self.started.elapsed().as_millis() >= u128::from(age));
+        too_big || too_old
+    }
+
+    /// Seals the open batch, if any, in the buffer.
+    fn seal_open(&mut self) {
+        if let Some(open) = self.open.take() {
+            let info = open.seal(&mut self.buf);
+            self.max_ts = Some(self.max_ts.map_or(info.max_ts, |ts| ts.max(info.max_ts)));
+        }
+    }
+}
+
+impl Shared {
+    pub(crate) fn start_offset(&self) -> u64 {
+        lock(&self.segments).first().map_or(0, |s| s.base)
+    }
+
+    pub(crate) fn segments(&self) -> Arc<Vec<Arc<Segment>>> {
+        Arc::clone(&lock(&self.segments))
+    }
+
+    fn check_usable(&self, w: &Writer) -> Result<()> {
+        if self.poisoned.load(Ordering::Acquire) {
+            return Err(self.poisoned_error());
+        }
+        if w.closed {
+            return Err(Error::Closed);
+        }
+        Ok(())
+    }
+
+    fn poisoned_error(&self) -> Error {
+        match self.poison_cause.get() {
+            Some(cause) => Error::Poisoned {
+                cause: Arc::clone(cause),
+            },
+            None => Error::Closed,
+        }
+    }
+
+    /// Poisons the log for good (P6) and returns `error` for the caller to report.
+    fn poison(&self, error: Error) -> Error {
+        let _ = self.poison_cause.set(Arc::new(error.duplicate()));
+        self.poisoned.store(true, Ordering::Release);
+        self.commit.fail();
+        error
+    }
+
+    /// Writes the buffer to the active file and publishes it to readers.
+    fn write_out(&self, w: &mut Writer) -> Result<()> {
+        w.seal_open();
+        if w.buf.is_empty() {
+            return Ok(());
+        }
+        let active = Arc::clone(&w.active);
+        if let Err(e) = active.file.write_all_at(&w.buf, w.written) {
+            return Err(self.poison(Error::io("write", &active.path, e)));
+        }
+        let mut entries = Vec::new();
+        for &(start, base_offset) in &w.batch_starts {
+            let position = w.written + start as u64;
+            if position > 0 && position - w.last_indexed >= self.options.index_interval_bytes {
+                entries.push(Entry {
+                    rel_offset: (base_offset - active.base) as u32,
+                    position: position as u32,
+                });
+                w.last_indexed = position;
+            }
+        }
+        active.push_entries(&entries);
+        w.written += w.buf.len() as u64;
+        w.buf.clear();
+        w.batch_starts.clear();
+        // Bytes first, then the end offset: a reader that sees the new end finds the bytes.
+        active.published.publish(w.written);
+        self.end.publish(w.next_offset);
+        Ok(())
+    }
+
+    /// Seals the active segment and starts a new one at the next offset.
+    fn roll(&self, w: &mut Writer) -> Result<()> {
+        self.write_out(w)?;
+        let old = Arc::clone(&w.active);
+        old.file
+            .sync_data()
+            .map_err(|e| self.poison(Error::io("sync_data", &old.path, e)))?;
+        let summary = Summary {
+            base_offset: old.base,
+            next_offset: w.next_offset,
+            segment_bytes: w.written,
+            max_ts: w.max_ts.unwrap_or(i64::MIN),
+        };
+        let index_path = self.dir.join(index_name(old.base));
+        let entries = old.entries_below(u64::MAX);
+        recovery::write_index(self.fs.as_ref(), &index_path, &summary, &entries)
+            .map_err(|e| self.poison(e))?;
+        old.seal(summary);
+
+        let path = self.dir.join(log_name(w.next_offset));
+        let file = self
+            .fs
+            .open(&path, OpenMode::CreateNew)
+            .map_err(|e| self.poison(Error::io("create", &path, e)))?;
+        if !mutants::active(mutants::ROLL_SKIPS_DIR_SYNC) {
+            // The new segment's name must be durable before any record in it is acknowledged.
+            self.fs
+                .sync_dir(&self.dir)
+                .map_err(|e| self.poison(Error::io("sync_dir", &self.dir, e)))?;
+        }
+        let active = Arc::new(Segment::active(w.next_offset, path, file, 0, Vec::new()));
+        {
+            let mut segments = lock(&self.segments);
+            let mut list = Vec::clone(&segments);
+            list.push(Arc::clone(&active));
+            *segments = Arc::new(list);
+        }
+        w.active = active;
+        w.written = 0;
+        w.last_indexed = 0;
+        w.max_ts = None;
+        w.started = Instant::now();
+        // Everything before the new segment is durable now.
+        self.commit.advance(w.next_offset);
+        Ok(())
+    }
+
+    /// Truncation under the commit's leadership. Returns the new durable end, or `None` if
+    /// nothing changed.
+    fn truncate(&self, offset: u64) -> Result<Option<u64>> {
+        let mut w = lock(&self.writer);
+        self.check_usable(&w)?;
+        self.write_out(&mut w)?;
+        if offset >= w.next_offset {
+            return Ok(None);
+        }
+        let segments = self.segments();
+        let start = segments.first().map_or(0, |s| s.base);
+        if offset < start {
+            return Err(Error::OffsetOutOfRange {
+                offset,
+                start,
+                end: w.next_offset,
+            });
+        }
+        let holder = segments.iter().rposition(|s| s.base <= offset).unwrap_or(0);
+        // The segment that ends up last, and where it is cut.
+        let (keep, cut) = match segments.get(holder) {
+            Some(s) if s.base == offset && holder > 0 => (holder - 1, None),
+            _ => (holder, Some(offset)),
+        };
+        for doomed in segments.iter().skip(keep + 1).rev() {
+            self.remove_segment(doomed)?;
+        }
+        let Some(segment) = segments.get(keep).map(Arc::clone) else {
+            return Err(self.poison(Error::io(
+                "truncate",
+                &self.dir,
+                std::io::Error::other("no segment to keep"),
+            )));
+        };
+        drop(segments);
+        let new_active = self.cut_segment(&mut w, &segment, cut)?;
+        {
+            let mut list = lock(&self.segments);
+            let mut kept: Vec<_> = list.iter().take(keep).cloned().collect();
+            kept.push(Arc::clone(&new_active.0));
+            *list = Arc::new(kept);
+        }
+        let (active, scan) = new_active;
+        w.active = active;
+        w.written = scan.end;
+        w.last_indexed = scan.entries.last().map_or(0, |e| u64::from(e.position));
+        w.max_ts = scan.max_ts;
+        w.next_offset = offset;
+        w.started = Instant::now();
+        self.truncations.fetch_add(1, Ordering::AcqRel);
+        self.end.publish(offset);
+        Ok(Some(offset))
+    }
+
+    /// Removes a whole segment (and its index), durably, before anything before it changes.
+    fn remove_segment(&self, segment: &Segment) -> Result<()> {
+        let index = self.dir.join(index_name(segment.base));
+        match self.fs.remove_file(&index) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(self.poison(Error::io("remove", &index, e))),
+        }
+        self.fs
+            .remove_file(&segment.path)
+            .map_err(|e| self.poison(Error::io("remove", &segment.path, e)))?;
+        // One directory sync per segment: removals that became durable out of order could leave
+        // a gap, which the next open would rightly call corruption.
+        self.fs
+            .sync_dir(&self.dir)
+            .map_err(|e| self.poison(Error::io("sync_dir", &self.dir, e)))
+    }
+
+    /// Cuts `segment` so that it ends just before `cut` (or keeps it whole for `None`) and
+    /// makes it the active segment. Works in place when nobody else holds the segment;
+    /// otherwise, or when the cut falls inside a batch, writes the kept part to a new file and
+    /// renames it over the old one, so that readers still holding the old file see it intact.
+    fn cut_segment(
+        &self,
+        w: &mut Writer,
+        segment: &Arc<Segment>,
+        cut: Option<u64>,
+    ) -> Result<(Arc<Segment>, crate::segment::Scan)> {
+        let fs = self.fs.as_ref();
+        let (position, replacement) = match cut {
+            None => (segment.published.load(), None),
+            Some(offset) => self.find_cut(segment, offset)?,
+        };
+        // Holders: the segment list, and the writer if it is the active segment.
+        let baseline = 1 + usize::from(Arc::ptr_eq(segment, &w.active));
+        let shared_with_readers = Arc::strong_count(segment) > baseline + 1; // +1: our own clone
+        let index = self.dir.join(index_name(segment.base));
+        let poison_io = |op, path: &Path, e| self.poison(Error::io(op, path, e));
+        let file = if cut.is_none() {
+            // Kept whole: only a new handle for the new active segment.
+            fs.open(&segment.path, OpenMode::ReadWrite)
+                .map_err(|e| poison_io("open", &segment.path, e))?
+        } else if replacement.is_none() && !shared_with_readers {
+            // Nobody reads this segment (and so nobody maps it): cut in place.
+            segment
+                .file
+                .set_len(position)
+                .map_err(|e| poison_io("set_len", &segment.path, e))?;
+            segment
+                .file
+                .sync_data()
+                .map_err(|e| poison_io("sync_data", &segment.path, e))?;
+            fs.open(&segment.path, OpenMode::ReadWrite)
+                .map_err(|e| poison_io("open", &segment.path, e))?
+        } else {
+            let temp = self
+                .dir
+                .join(format!("{}.truncate{TEMP_SUFFIX}", log_name(segment.base)));
+            match fs.remove_file(&temp) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(poison_io("remove", &temp, e)),
+            }
+            let file = fs
+                .open(&temp, OpenMode::CreateNew)
+                .map_err(|e| poison_io("create", &temp, e))?;
+            let mut buf = vec![0; 1 << 20];
+            let mut at = 0;
+            while at < position {
+                let n = (position - at).min(buf.len() as u64) as usize;
+                let chunk = buf.get_mut(..n).unwrap_or_default();
+                segment
+                    .file
+                    .read_exact_at(chunk, at)
+                    .map_err(|e| poison_io("read", &segment.path, e))?;
+                file.write_all_at(chunk, at)
+                    .map_err(|e| poison_io("write", &temp, e))?;
+                at += n as u64;
+            }
+            if let Some(bytes) = &replacement {
+                file.write_all_at(bytes, position)
+                    .map_err(|e| poison_io("write", &temp, e))?;
+            }
+            file.sync_data()
+                .map_err(|e| poison_io("sync_data", &temp, e))?;
+            fs.rename(&temp, &segment.path)
+                .map_err(|e| poison_io("rename", &temp, e))?;
+            file
+        };
+        match fs.remove_file(&index) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(poison_io("remove", &index, e)),
+        }
+        fs.sync_dir(&self.dir)
+            .map_err(|e| poison_io("sync_dir", &self.dir, e))?;
+        let len = file
+            .len()
+            .map_err(|e| poison_io("stat", &segment.path, e))?;
+        let (scan, stop) = scan_file(
+            file.as_ref(),
+            segment.base,
+            len,
+            self.options.index_interval_bytes,
+        )
+        .map_err(|e| poison_io("read", &segment.path, e))?;
+        if let Some((position, kind)) = stop {
+            return Err(self.poison(Error::corruption(&segment.path, position, kind)));
+        }
+        let active = Segment::active(
+            segment.base,
+            segment.path.clone(),
+            file,
+            scan.end,
+            scan.entries.clone(),
+        );
+        w.buf.clear();
+        w.open = None;
+        w.batch_starts.clear();
+        Ok((Arc::new(active), scan))
+    }
+
+    /// Where to cut `segment` so that it ends before `offset`: the position of the batch holding
+    /// `offset`, and, if `offset` falls inside that batch, the re-encoded records before it.
+    fn find_cut(&self, segment: &Segment, offset: u64) -> Result<(u64, Option<Vec<u8>>)> {
+        let fs = self.fs.as_ref();
+        let (position, base) = segment.seek(fs, offset, self.options.index_interval_bytes)?;
+        let limit = segment.published.load();
+        let mut scan = FileScan::new(position);
+        let mut expected = base;
+        loop {
+            let step = scan
+                .next(segment.file.as_ref(), limit, expected)
+                .map_err(|e| self.poison(Error::io("read", &segment.path, e)))?;
+            match step {
+                Step::Batch {
+                    position,
+                    info,
+                    bytes,
+                } => {
+                    if info.base_offset == offset {
+                        return Ok((position, None));
+                    }
+                    if info.next_offset() > offset {
+                        let records: Vec<_> = batch::Records::new(bytes, &info)
+                            .take((offset - info.base_offset) as usize)
+                            .collect::<Result<_, _>>()
+                            .map_err(|kind| Error::corruption(&segment.path, position, kind))?;
+                        let records: Vec<Record<'_>> = records
+                            .iter()
+                            .map(|r| Record {
+                                key: r.key,
+                                value: r.value,
+                                timestamp_ms: r.timestamp_ms,
+                            })
+                            .collect();
+                        let mut buf = Vec::new();
+                        batch::encode(&mut buf, info.base_offset, &records);
+                        return Ok((position, Some(buf)));
+                    }
+                    expected = info.next_offset();
+                }
+                Step::End => return Ok((limit, None)),
+                Step::Invalid { position, kind } => {
+                    return Err(Error::corruption(&segment.path, position, kind));
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,81 @@
+//! How a log is opened and runs.
+
+use crate::error::{Error, Result};
+
+/// Options of a [`Log`](crate::Log). Start from [`LogOptions::default`] and change fields.
+///
+/// ```
+/// let mut options = cairn_changelog::LogOptions::default();
+/// options.segment_bytes_max = 16 << 20;
+/// options.segment_age_ms_max = Some(60_000);
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct LogOptions {
+    /// A segment is sealed and a new one started before it would grow past this many bytes.
+    /// At least 4096 and below 4 GiB. Default 64 MiB.
+    pub segment_bytes_max: u64,
+    /// A non-empty active segment older than this (since it was started or reopened) is sealed
+    /// at the next append. Default `None`: no age limit.
+    pub segment_age_ms_max: Option<u64>,
+    /// One index entry per this many bytes of segment data. Default 4096.
+    pub index_interval_bytes: u64,
+    /// Appended records are encoded into a buffer of this size and written to the file when it
+    /// fills, on [`Log::flush`](crate::Log::flush), [`Log::sync`](crate::Log::sync) and at a roll;
+    /// readers see records once written. Consecutive appends in the buffer share one batch. 0
+    /// writes every append at once. Default 256 KiB.
+    pub write_buffer_bytes: usize,
+    /// The largest batch one append may produce, in encoded bytes; capped at
+    /// `segment_bytes_max`. Default 16 MiB.
+    pub batch_bytes_max: u64,
+    /// Recovery: the end offset the caller knows was made durable (say, the offset in its last
+    /// checkpoint). A log that ends before it is reported as corruption instead of being cut.
+    /// Default `None`.
+    pub known_durable_end: Option<u64>,
+    /// Recovery: check every batch of every sealed segment on open, instead of trusting their
+    /// index headers (batches are always checked when read). Default `false`.
+    pub verify_on_open: bool,
+}
+
+impl Default for LogOptions {
+    fn default() -> LogOptions {
+        LogOptions {
+            segment_bytes_max: 64 << 20,
+            segment_age_ms_max: None,
+            index_interval_bytes: 4096,
+            write_buffer_bytes: 256 << 10,
+            batch_bytes_max: 16 << 20,
+            known_durable_end: None,
+            verify_on_open: false,
+        }
+    }
+}
+
+impl LogOptions {
+    pub(crate) fn validate(&self) -> Result<()> {
+        if !(4096..u64::from(u32::MAX)).contains(&self.segment_bytes_max) {
+            return Err(Error::InvalidOptions {
+                option: "segment_bytes_max",
+                reason: "must be at least 4096 and below 4 GiB",
+            });
+        }
+        if self.index_interval_bytes == 0 {
+            return Err(Error::InvalidOptions {
+                option: "index_interval_bytes",
+                reason: "must be positive",
+            });
+        }
+        if self.batch_bytes_max < crate::batch::MIN_BATCH_LEN as u64 {
+            return Err(Error::InvalidOptions {
+                option: "batch_bytes_max",
+                reason: "must hold at least one batch header and record",
+            });
+        }
+        Ok(())
+    }
+
+    /// The effective batch limit.
+    pub(crate) fn batch_limit(&self) -> u64 {
+        self.batch_bytes_max.min(self.segment_bytes_max)
+    }
+}

@@ -1,0 +1,10 @@
+//! cairn: durable local state for stream processing.
+//!
+//! This package is the facade over cairn's crates, each usable on its own:
+//! - [`fs`] (`cairn-fs`): the file-system seam, `RealFs` and the power-loss simulator `SimFs`;
+//! - [`changelog`] (`cairn-changelog`): the segmented, checksummed, append-only log.
+//!
+//! It also holds the `cairn` command-line tool, the cross-crate tests and the benchmarks.
+
+pub use cairn_changelog as changelog;
+pub use cairn_fs as fs;
