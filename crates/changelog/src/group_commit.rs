@@ -163,3 +163,105 @@ impl GroupCommit {
         }
     }
 }
+
+/// loom models of the group commit (DESIGN §7 rung 6): no caller is acknowledged before an
+/// fsync covering its target, every waiter is woken, a failed fsync acknowledges nobody.
+#[cfg(all(test, loom))]
+#[allow(clippy::unwrap_used)] // a test: a panicked model thread fails it
+mod loom_model {
+    use loom::sync::Arc;
+    use loom::sync::atomic::{AtomicU64, Ordering};
+
+    use super::{CommitError, GroupCommit};
+    use crate::mutants;
+    use crate::sync::{Mutex, lock};
+
+    /// A log stand-in: `written` records appended, `synced` records made durable by "fsyncs".
+    struct Disk {
+        written: AtomicU64,
+        synced: Mutex<u64>,
+        commit: GroupCommit,
+    }
+
+    fn fsync(disk: &Disk, fail: bool) -> Result<u64, ()> {
+        // The leader's snapshot of what is written, then the fsync covering it.
+        let end = disk.written.load(Ordering::SeqCst);
+        if fail {
+            return Err(());
+        }
+        let mut synced = lock(&disk.synced);
+        *synced = (*synced).max(end);
+        Ok(end)
+    }
+
+    /// `threads` callers each append one record and sync it; every fsync fails if `fail`.
+    fn model(threads: u64, fail: bool) {
+        loom::model(move || {
+            let disk = Arc::new(Disk {
+                written: AtomicU64::new(0),
+                synced: Mutex::new(0),
+                commit: GroupCommit::new(0),
+            });
+            let handles: Vec<_> = (0..threads)
+                .map(|_| {
+                    let disk = Arc::clone(&disk);
+                    loom::thread::spawn(move || {
+                        let target = disk.written.fetch_add(1, Ordering::SeqCst) + 1;
+                        match disk.commit.sync_to(target, || fsync(&disk, fail)) {
+                            Ok(durable) => {
+                                assert!(!fail, "acknowledged after a failed fsync");
+                                assert!(durable >= target, "durable end below the caller's target");
+                                assert!(
+                                    *lock(&disk.synced) >= target,
+                                    "acknowledged before a covering fsync"
+                                );
+                            }
+                            Err(CommitError::Sync(())) | Err(CommitError::Failed) => {
+                                assert!(fail, "unexpected failure")
+                            }
+                        }
+                    })
+                })
+                .collect();
+            for handle in handles {
+                handle.join().unwrap();
+            }
+        });
+    }
+
+    #[test]
+    fn loom_no_acknowledgement_before_a_covering_fsync() {
+        let _serial = mutants::exclusive();
+        model(2, false);
+    }
+
+    #[test]
+    fn loom_every_waiter_is_woken() {
+        let _serial = mutants::exclusive();
+        model(3, false);
+    }
+
+    #[test]
+    fn loom_failed_fsync_acknowledges_nobody() {
+        let _serial = mutants::exclusive();
+        model(2, true);
+    }
+
+    // Mutants: `cargo xtask loom` runs each in its own process and expects it to fail with the
+    // message it names (a deadlock makes loom abort the process, which no in-process
+    // `should_panic` can catch).
+
+    #[test]
+    #[ignore = "mutant: run by `cargo xtask loom`, must fail with \"acknowledged before a covering fsync\""]
+    fn loom_mutant_ack_without_sync() {
+        mutants::set(Some(mutants::ACK_WITHOUT_SYNC));
+        model(2, false);
+    }
+
+    #[test]
+    #[ignore = "mutant: run by `cargo xtask loom`, must fail with \"deadlock\""]
+    fn loom_mutant_wake_one() {
+        mutants::set(Some(mutants::WAKE_ONE));
+        model(3, false);
+    }
+}

@@ -7,6 +7,8 @@
     clippy::indexing_slicing
 )]
 
+pub mod sweep;
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -223,4 +225,271 @@ impl Drop for TempDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.path);
     }
+}
+
+/// What a crash test knows at one moment: every record appended (and not truncated away), and
+/// the end offset acknowledged durable by a successful `sync` or `truncate`.
+#[derive(Clone, Debug, Default)]
+pub struct Acked {
+    pub appended: Vec<Rec>,
+    pub durable: u64,
+}
+
+/// Opens the log on a crash image and checks DESIGN P1/P3/P4: the records are exactly a prefix
+/// of `appended` (no garbage, no holes, no phantoms) holding at least the first `floor`.
+/// Returns the records, or a description of the violation.
+pub fn recover_prefix(
+    fs: Arc<dyn Fs>,
+    dir: &Path,
+    options: &LogOptions,
+    appended: &[Rec],
+    floor: u64,
+) -> Result<Vec<OwnedRecord>, String> {
+    let log = Log::open(fs, dir, options.clone()).map_err(|e| format!("open failed: {e}"))?;
+    let records = log
+        .reader(0)
+        .map_err(|e| format!("reader: {e}"))?
+        .into_records()
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("read failed: {e}"))?;
+    if (records.len() as u64) < floor {
+        return Err(format!(
+            "lost acknowledged records: recovered {} < acknowledged {floor}",
+            records.len()
+        ));
+    }
+    if records.len() > appended.len() {
+        return Err(format!(
+            "phantom records: recovered {} > appended {}",
+            records.len(),
+            appended.len()
+        ));
+    }
+    for (i, (got, want)) in records.iter().zip(appended).enumerate() {
+        if got.offset != i as u64 || !want.matches(got) {
+            return Err(format!("record {i} is not what was appended: {got:?}"));
+        }
+    }
+    if log.durable_offset() != records.len() as u64 {
+        return Err(format!(
+            "durable end {} after open, expected {}",
+            log.durable_offset(),
+            records.len()
+        ));
+    }
+    Ok(records)
+}
+
+/// The probe for the directory fsync at a roll (DESIGN §3: a new segment is not durable until
+/// its directory is synced): fill a segment, append one record that lands in a new segment,
+/// sync it, lose power with every unsynced change dropped, and look for the record.
+pub fn first_record_in_new_segment_survives() -> Result<(), String> {
+    use cairn_fs::{CrashOptions, SimFs};
+    let fs = SimFs::new(5);
+    let dir = Path::new("/log");
+    let options = small_options();
+    let log = Log::open(Arc::new(fs.clone()), dir, options.clone()).map_err(|e| e.to_string())?;
+    let mut appended = Vec::new();
+    let mut seed = 0;
+    while count_segments(&fs, dir) < 2 {
+        let rec = Rec::generate(seed, 100);
+        seed += 1;
+        log.append(rec.as_record()).map_err(|e| e.to_string())?;
+        appended.push(rec);
+    }
+    let acked = log.sync().map_err(|e| e.to_string())?;
+    if acked != appended.len() as u64 {
+        return Err(format!(
+            "sync acknowledged {acked}, appended {}",
+            appended.len()
+        ));
+    }
+    let image = fs.crash_image(1, &CrashOptions::durable_only());
+    recover_prefix(Arc::new(image), dir, &options, &appended, acked).map(|_| ())
+}
+
+/// Segment files in `dir` of the simulator (live view).
+pub fn count_segments(fs: &cairn_fs::SimFs, dir: &Path) -> usize {
+    fs.list_dir(dir)
+        .map(|names| {
+            names
+                .iter()
+                .filter(|n| n.to_string_lossy().ends_with(".log"))
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+/// The probe for P4's "the cut is made durable before any new append": two unsynced batches,
+/// the first destroyed by the crash and the second intact; recovery must cut both, so that a new
+/// batch of the same length written where the first was cannot bring the second back.
+pub fn cut_tail_stays_cut() -> Result<(), String> {
+    use cairn_fs::{CrashOptions, SimFs};
+    let fs = SimFs::new(9);
+    let dir = Path::new("/log");
+    let mut options = small_options();
+    options.write_buffer_bytes = 0;
+    let segment = dir.join("00000000000000000000.log");
+    let first = Rec {
+        key: b"first".to_vec(),
+        value: Some(vec![1; 40]),
+        timestamp_ms: 7,
+    };
+    let second = Rec {
+        key: b"second".to_vec(),
+        value: Some(vec![2; 40]),
+        timestamp_ms: 7,
+    };
+    let again = Rec {
+        key: b"again".to_vec(),
+        value: Some(vec![3; 40]),
+        timestamp_ms: 7,
+    };
+    let log = Log::open(Arc::new(fs.clone()), dir, options.clone()).map_err(|e| e.to_string())?;
+    log.append(first.as_record()).map_err(|e| e.to_string())?;
+    let first_len = fs.contents(&segment).map_err(|e| e.to_string())?.len();
+    log.append(second.as_record()).map_err(|e| e.to_string())?;
+    drop(log);
+
+    // The crash keeps the second batch and destroys the first.
+    let image = fs.crash_image(0, &CrashOptions::keep_all());
+    let mut bytes = image.contents(&segment).map_err(|e| e.to_string())?;
+    bytes[..first_len].fill(0);
+    image
+        .set_contents(&segment, &bytes)
+        .map_err(|e| e.to_string())?;
+
+    let log =
+        Log::open(Arc::new(image.clone()), dir, options.clone()).map_err(|e| e.to_string())?;
+    let cut = log
+        .recovery_report()
+        .tail_cut
+        .clone()
+        .ok_or("the torn tail was not reported")?;
+    if cut.position != 0 || cut.bytes == 0 {
+        return Err(format!("unexpected cut {cut:?}"));
+    }
+    if log.append(again.as_record()).map_err(|e| e.to_string())? != 0 {
+        return Err("the new record did not get offset 0".into());
+    }
+    log.close().map_err(|e| e.to_string())?;
+    drop(log);
+    let crashed = image.crash_image(1, &CrashOptions::keep_all());
+    recover_prefix(Arc::new(crashed), dir, &options, &[again], 1).map(|_| ())
+}
+
+/// A file system whose file fsyncs take `delay` and announce when one starts: lets a test hold
+/// a group-commit leader inside its fsync.
+#[derive(Debug)]
+pub struct SlowSync {
+    pub inner: cairn_fs::SimFs,
+    pub delay: std::time::Duration,
+    pub syncing: Arc<std::sync::atomic::AtomicBool>,
+}
+
+#[derive(Debug)]
+struct SlowFile {
+    inner: Box<dyn cairn_fs::File>,
+    delay: std::time::Duration,
+    syncing: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Fs for SlowSync {
+    fn open(
+        &self,
+        path: &Path,
+        mode: cairn_fs::OpenMode,
+    ) -> std::io::Result<Box<dyn cairn_fs::File>> {
+        let inner = self.inner.open(path, mode)?;
+        Ok(Box::new(SlowFile {
+            inner,
+            delay: self.delay,
+            syncing: Arc::clone(&self.syncing),
+        }))
+    }
+    fn rename(&self, from: &Path, to: &Path) -> std::io::Result<()> {
+        self.inner.rename(from, to)
+    }
+    fn remove_file(&self, path: &Path) -> std::io::Result<()> {
+        self.inner.remove_file(path)
+    }
+    fn list_dir(&self, path: &Path) -> std::io::Result<Vec<std::ffi::OsString>> {
+        self.inner.list_dir(path)
+    }
+    fn create_dir_all(&self, path: &Path) -> std::io::Result<()> {
+        self.inner.create_dir_all(path)
+    }
+    fn sync_dir(&self, path: &Path) -> std::io::Result<()> {
+        self.inner.sync_dir(path)
+    }
+    fn file_len(&self, path: &Path) -> std::io::Result<u64> {
+        self.inner.file_len(path)
+    }
+    fn exists(&self, path: &Path) -> std::io::Result<bool> {
+        self.inner.exists(path)
+    }
+    fn lock_file(&self, path: &Path) -> std::io::Result<cairn_fs::FileLock> {
+        self.inner.lock_file(path)
+    }
+}
+
+impl cairn_fs::File for SlowFile {
+    fn read_at(&self, buf: &mut [u8], pos: u64) -> std::io::Result<usize> {
+        self.inner.read_at(buf, pos)
+    }
+    fn write_at(&self, buf: &[u8], pos: u64) -> std::io::Result<usize> {
+        self.inner.write_at(buf, pos)
+    }
+    fn set_len(&self, len: u64) -> std::io::Result<()> {
+        self.inner.set_len(len)
+    }
+    fn len(&self) -> std::io::Result<u64> {
+        self.inner.len()
+    }
+    fn sync_data(&self) -> std::io::Result<()> {
+        self.syncing.store(true, Ordering::SeqCst);
+        std::thread::sleep(self.delay);
+        self.inner.sync_data()
+    }
+    fn sync_all(&self) -> std::io::Result<()> {
+        self.sync_data()
+    }
+    fn map(&self) -> std::io::Result<cairn_fs::Mapping> {
+        self.inner.map()
+    }
+}
+
+/// The group-commit probe: while one caller's fsync is in flight, a second caller appends and
+/// syncs; when its `sync` returns, its record must be durable (DESIGN P1: no acknowledgement
+/// before a covering fsync).
+pub fn concurrent_sync_waits_for_a_covering_fsync() -> Result<(), String> {
+    use cairn_fs::{CrashOptions, SimFs};
+    let fs = SimFs::new(4);
+    let syncing = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let slow = SlowSync {
+        inner: fs.clone(),
+        delay: std::time::Duration::from_millis(300),
+        syncing: Arc::clone(&syncing),
+    };
+    let dir = Path::new("/log");
+    let log = Arc::new(Log::open(Arc::new(slow), dir, small_options()).map_err(|e| e.to_string())?);
+    syncing.store(false, Ordering::SeqCst);
+    let a = Rec::generate(1, 50);
+    let b = Rec::generate(2, 50);
+    log.append(a.as_record()).map_err(|e| e.to_string())?;
+    let leader = {
+        let log = Arc::clone(&log);
+        std::thread::spawn(move || log.sync().map_err(|e| e.to_string()))
+    };
+    while !syncing.load(Ordering::SeqCst) {
+        std::thread::yield_now();
+    }
+    log.append(b.as_record()).map_err(|e| e.to_string())?;
+    let acked = log.sync().map_err(|e| e.to_string())?;
+    let image = fs.crash_image(0, &CrashOptions::durable_only());
+    leader.join().map_err(|_| "leader panicked".to_string())??;
+    if acked < 2 {
+        return Err(format!("sync acknowledged only {acked}"));
+    }
+    recover_prefix(Arc::new(image), dir, &small_options(), &[a, b], acked).map(|_| ())
 }
