@@ -7,4 +7,9 @@
 //! It also holds the `cairn` command-line tool, the cross-crate tests and the benchmarks.
 
 pub use cairn_changelog as changelog;
+
+/// The README's examples, compiled and run as doc tests so that they stay true.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeExamples;
 pub use cairn_fs as fs;

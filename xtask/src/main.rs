@@ -1,1 +1,159 @@
-fn main() {}
+//! `cargo xtask`: cairn's developer tasks (matklad's xtask convention).
+//!
+//! - `cargo xtask ci`: what CI runs: formatting, clippy with `-D warnings`, every test (with the
+//!   simulator's crash sweeps and the mutant probes), doc tests, benches once in test mode, and
+//!   the loom models with their mutants.
+//! - `cargo xtask loom [--deep]`: the loom models (`--cfg loom`, their own target directory,
+//!   `LOOM_MAX_PREEMPTIONS=2`, or 3 with `--deep`), then each mutant in its own process, which
+//!   must fail with the message it names.
+//! - `cargo xtask bench [--quick]`: the criterion benches and a Markdown table of each figure
+//!   beside its baseline from the same run, written to `target/bench/report.md`.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
+mod bench;
+
+use std::env;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+use std::time::Instant;
+
+type Result<T = ()> = std::result::Result<T, String>;
+
+fn main() -> ExitCode {
+    let args: Vec<String> = env::args().skip(1).collect();
+    let flag = |name: &str| args.iter().any(|a| a == name);
+    let result = match args.first().map(String::as_str) {
+        Some("ci") => ci(),
+        Some("loom") => loom(flag("--deep")),
+        Some("bench") => bench::run(flag("--quick")),
+        _ => Err(USAGE.to_string()),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+const USAGE: &str = "usage: cargo xtask <ci | loom [--deep] | bench [--quick]>";
+
+/// The workspace root (the parent of this crate's directory).
+pub(crate) fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_path_buf).unwrap_or_default()
+}
+
+pub(crate) fn cargo() -> Command {
+    let mut command = Command::new(env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    command.current_dir(root());
+    command
+}
+
+/// Runs `command`, echoing it, and fails if it fails.
+pub(crate) fn run(mut command: Command) -> Result {
+    let shown = format!("{command:?}").replace('"', "");
+    eprintln!("$ {shown}");
+    let started = Instant::now();
+    let status = command.status().map_err(|e| format!("cannot run {shown}: {e}"))?;
+    eprintln!("  ({:.1} s)", started.elapsed().as_secs_f64());
+    if status.success() { Ok(()) } else { Err(format!("{shown} failed: {status}")) }
+}
+
+fn ci() -> Result {
+    let started = Instant::now();
+    let steps: &[&[&str]] = &[
+        &["fmt", "--all", "--", "--check"],
+        &["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"],
+        // Unit, integration and CLI tests, the simulator's crash sweeps and mutant probes, and
+        // every bench run once in criterion's test mode.
+        &["test", "--workspace", "--all-targets"],
+        &["test", "--workspace", "--doc"],
+    ];
+    for step in steps {
+        let mut command = cargo();
+        command.args(*step);
+        run(command)?;
+    }
+    loom(false)?;
+    eprintln!("xtask ci: all green in {:.0} s", started.elapsed().as_secs_f64());
+    Ok(())
+}
+
+/// A loom mutant: the package, the test's path, and what its failure must say.
+const LOOM_MUTANTS: &[(&str, &str, &str)] = &[
+    ("cairn-changelog", "watermark::loom_model::loom_mutant_publish_relaxed", "Causality violation"),
+    (
+        "cairn-changelog",
+        "group_commit::loom_model::loom_mutant_ack_without_sync",
+        "acknowledged before a covering fsync",
+    ),
+    ("cairn-changelog", "group_commit::loom_model::loom_mutant_wake_one", "deadlock"),
+];
+
+/// Packages with loom models.
+const LOOM_PACKAGES: &[&str] = &["cairn-changelog"];
+
+fn loom_command(package: &str, preemptions: u32) -> Command {
+    let mut command = cargo();
+    command
+        .args(["test", "--release", "-p", package, "--lib"])
+        .env("RUSTFLAGS", "--cfg loom")
+        .env("CARGO_TARGET_DIR", root().join("target/loom"))
+        .env("LOOM_MAX_PREEMPTIONS", preemptions.to_string());
+    command
+}
+
+fn loom(deep: bool) -> Result {
+    let preemptions = if deep { 3 } else { 2 };
+    for package in LOOM_PACKAGES {
+        let mut command = loom_command(package, preemptions);
+        command.args(["loom_", "--", "--test-threads=1"]);
+        run(command)?;
+
+        // Every ignored loom test must be a known mutant, and every known mutant must exist.
+        let mut list = loom_command(package, preemptions);
+        list.args(["loom_mutant_", "--", "--list", "--ignored"]);
+        let output = list.output().map_err(|e| format!("cannot list loom mutants: {e}"))?;
+        let listed: Vec<String> = String::from_utf8_lossy(&output.stdout)
+            .lines()
+            .filter_map(|line| line.strip_suffix(": test"))
+            .map(str::to_owned)
+            .collect();
+        let known: Vec<&str> =
+            LOOM_MUTANTS.iter().filter(|(p, _, _)| p == package).map(|(_, name, _)| *name).collect();
+        for name in &listed {
+            if !known.contains(&name.as_str()) {
+                return Err(format!("loom mutant {name} has no expected failure in xtask's LOOM_MUTANTS"));
+            }
+        }
+        for (_, name, expected) in LOOM_MUTANTS.iter().filter(|(p, _, _)| p == package) {
+            if !listed.iter().any(|l| l == name) {
+                return Err(format!("loom mutant {name} is listed in xtask but not found in {package}"));
+            }
+            let mut command = loom_command(package, preemptions);
+            command.args([name, "--", "--ignored", "--exact", "--test-threads=1"]);
+            let started = Instant::now();
+            let output = command.output().map_err(|e| format!("cannot run loom mutant {name}: {e}"))?;
+            let text = format!(
+                "{}{}",
+                String::from_utf8_lossy(&output.stdout),
+                String::from_utf8_lossy(&output.stderr)
+            );
+            let verdict = if output.status.success() {
+                Err(format!("loom mutant {name} passed: the model cannot see its bug"))
+            } else if !text.contains(expected) {
+                Err(format!("loom mutant {name} failed without \"{expected}\":\n{text}"))
+            } else {
+                Ok(())
+            };
+            eprintln!(
+                "  mutant {name}: {} ({:.1} s)",
+                if verdict.is_ok() { "caught" } else { "NOT CAUGHT" },
+                started.elapsed().as_secs_f64()
+            );
+            verdict?;
+        }
+    }
+    Ok(())
+}

@@ -87,20 +87,14 @@ fn put_at(bytes: &mut [u8], at: usize, value: &[u8]) {
 /// length running past the file is refused before anything is allocated for it.
 pub(crate) fn peek_length(bytes: &[u8], available: u64) -> Result<usize, CorruptionKind> {
     if bytes.len() < 4 {
-        return Err(CorruptionKind::Truncated {
-            needed: HEADER_LEN as u64,
-            available,
-        });
+        return Err(CorruptionKind::Truncated { needed: HEADER_LEN as u64, available });
     }
     let magic = u32_at(bytes, 0);
     if magic != MAGIC {
         return Err(CorruptionKind::BadMagic { found: magic });
     }
     if bytes.len() < HEADER_LEN {
-        return Err(CorruptionKind::Truncated {
-            needed: HEADER_LEN as u64,
-            available,
-        });
+        return Err(CorruptionKind::Truncated { needed: HEADER_LEN as u64, available });
     }
     let version = u16_at(bytes, 12);
     let flags = u16_at(bytes, 14);
@@ -109,15 +103,10 @@ pub(crate) fn peek_length(bytes: &[u8], available: u64) -> Result<usize, Corrupt
     }
     let length = u32_at(bytes, 8);
     if (length as usize) < MIN_BATCH_LEN {
-        return Err(CorruptionKind::BadLength {
-            length: u64::from(length),
-        });
+        return Err(CorruptionKind::BadLength { length: u64::from(length) });
     }
     if u64::from(length) > available {
-        return Err(CorruptionKind::Truncated {
-            needed: u64::from(length),
-            available,
-        });
+        return Err(CorruptionKind::Truncated { needed: u64::from(length), available });
     }
     Ok(length as usize)
 }
@@ -146,22 +135,23 @@ pub(crate) fn check_header(bytes: &[u8]) -> Result<BatchInfo, CorruptionKind> {
 pub(crate) fn check(bytes: &[u8], expected_offset: u64) -> Result<BatchInfo, CorruptionKind> {
     let info = check_header(bytes)?;
     if info.base_offset != expected_offset {
-        return Err(CorruptionKind::OffsetMismatch {
-            expected: expected_offset,
-            found: info.base_offset,
-        });
+        return Err(CorruptionKind::OffsetMismatch { expected: expected_offset, found: info.base_offset });
     }
     if info.count == 0 {
         return Err(CorruptionKind::BadRecord { record: 0 });
+    }
+    // Offsets must stay below u64::MAX (a segment named near the top of the offset space could
+    // otherwise hold a batch whose offsets overflow); the first record past it is the bad one.
+    let room = u64::MAX - info.base_offset;
+    if u64::from(info.count) > room {
+        return Err(CorruptionKind::BadRecord { record: room as u32 });
     }
     let mut records = Records::new(bytes.get(..info.len()).unwrap_or_default(), &info);
     for _ in 0..info.count {
         records.next().transpose()?;
     }
     if !records.body.is_empty() || records.index != info.count {
-        return Err(CorruptionKind::BadRecord {
-            record: records.index,
-        });
+        return Err(CorruptionKind::BadRecord { record: records.index });
     }
     Ok(info)
 }
@@ -281,11 +271,7 @@ pub(crate) fn record_len(record: &Record<'_>, first_ts: i64) -> usize {
 /// The bytes a batch of `records` takes, header included.
 pub(crate) fn batch_len(records: &[Record<'_>]) -> u64 {
     let first_ts = records.first().map_or(0, |r| r.timestamp_ms);
-    HEADER_LEN as u64
-        + records
-            .iter()
-            .map(|r| record_len(r, first_ts) as u64)
-            .sum::<u64>()
+    HEADER_LEN as u64 + records.iter().map(|r| record_len(r, first_ts) as u64).sum::<u64>()
 }
 
 /// A batch being built at the end of a buffer; records can be added until it is sealed.
@@ -304,13 +290,7 @@ impl OpenBatch {
     pub(crate) fn begin(buf: &mut Vec<u8>, base_offset: u64, first_ts: i64) -> OpenBatch {
         let start = buf.len();
         buf.resize(start + HEADER_LEN, 0);
-        OpenBatch {
-            start,
-            base_offset,
-            count: 0,
-            first_ts,
-            max_ts: first_ts,
-        }
+        OpenBatch { start, base_offset, count: 0, first_ts, max_ts: first_ts }
     }
 
     /// Bytes the batch takes so far.
@@ -385,10 +365,7 @@ mod tests {
     fn encoded_batch_round_trips() {
         let buf = sample();
         let info = check(&buf, 42).unwrap();
-        assert_eq!(
-            (info.base_offset, info.count, info.len()),
-            (42, 3, buf.len())
-        );
+        assert_eq!((info.base_offset, info.count, info.len()), (42, 3, buf.len()));
         assert_eq!(info.max_ts, i64::MAX);
         let records: Vec<_> = Records::new(&buf, &info).map(Result::unwrap).collect();
         assert_eq!(records[0].key, b"k1");
@@ -401,10 +378,7 @@ mod tests {
 
     #[test]
     fn batch_len_predicts_encoding() {
-        let records = [
-            Record::new(b"abc", Some(&[7; 300]), -5),
-            Record::new(&[1; 200], None, 1 << 40),
-        ];
+        let records = [Record::new(b"abc", Some(&[7; 300]), -5), Record::new(&[1; 200], None, 1 << 40)];
         let mut buf = Vec::new();
         encode(&mut buf, 0, &records);
         assert_eq!(batch_len(&records), buf.len() as u64);
@@ -430,22 +404,13 @@ mod tests {
 
     #[test]
     fn zeros_never_parse() {
-        assert_eq!(
-            check(&[0; 128], 0),
-            Err(CorruptionKind::BadMagic { found: 0 })
-        );
+        assert_eq!(check(&[0; 128], 0), Err(CorruptionKind::BadMagic { found: 0 }));
     }
 
     #[test]
     fn batch_at_wrong_offset_is_rejected() {
         let buf = sample();
-        assert_eq!(
-            check(&buf, 41),
-            Err(CorruptionKind::OffsetMismatch {
-                expected: 41,
-                found: 42
-            })
-        );
+        assert_eq!(check(&buf, 41), Err(CorruptionKind::OffsetMismatch { expected: 41, found: 42 }));
     }
 
     #[test]

@@ -81,23 +81,14 @@ impl fmt::Display for CorruptionKind {
         match self {
             CorruptionKind::BadMagic { found } => write!(f, "no batch magic (found {found:#010x})"),
             CorruptionKind::UnsupportedFormat { version, flags } => {
-                write!(
-                    f,
-                    "unsupported batch format (version {version}, flags {flags:#06x})"
-                )
+                write!(f, "unsupported batch format (version {version}, flags {flags:#06x})")
             }
             CorruptionKind::BadLength { length } => write!(f, "impossible batch length {length}"),
             CorruptionKind::Truncated { needed, available } => {
-                write!(
-                    f,
-                    "batch needs {needed} bytes, only {available} left in the file"
-                )
+                write!(f, "batch needs {needed} bytes, only {available} left in the file")
             }
             CorruptionKind::Checksum { stored, computed } => {
-                write!(
-                    f,
-                    "checksum mismatch (stored {stored:#010x}, computed {computed:#010x})"
-                )
+                write!(f, "checksum mismatch (stored {stored:#010x}, computed {computed:#010x})")
             }
             CorruptionKind::OffsetMismatch { expected, found } => {
                 write!(f, "batch starts at offset {found}, expected {expected}")
@@ -106,22 +97,13 @@ impl fmt::Display for CorruptionKind {
                 write!(f, "record {record} of the batch does not parse")
             }
             CorruptionKind::SegmentGap { expected, found } => {
-                write!(
-                    f,
-                    "segment starts at offset {found}, the previous one ends at {expected}"
-                )
+                write!(f, "segment starts at offset {found}, the previous one ends at {expected}")
             }
             CorruptionKind::TrailingBytes { bytes } => {
                 write!(f, "{bytes} bytes after the last batch of a sealed segment")
             }
-            CorruptionKind::MissingDurableData {
-                durable_end,
-                found_end,
-            } => {
-                write!(
-                    f,
-                    "log ends at offset {found_end}, but offsets up to {durable_end} were durable"
-                )
+            CorruptionKind::MissingDurableData { durable_end, found_end } => {
+                write!(f, "log ends at offset {found_end}, but offsets up to {durable_end} were durable")
             }
         }
     }
@@ -177,6 +159,13 @@ pub enum Error {
         /// The limit.
         max: u64,
     },
+    /// The log's offsets would pass `u64::MAX`.
+    OffsetsExhausted {
+        /// The next offset of the log.
+        end: u64,
+        /// How many offsets were asked for.
+        wanted: u64,
+    },
     /// A reader's position was removed by [`Log::truncate`](crate::Log::truncate) after the
     /// reader had passed it; what it returned beyond the new end is no longer in the log.
     ReaderTruncated {
@@ -196,23 +185,11 @@ pub enum Error {
 
 impl Error {
     pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>, source: io::Error) -> Error {
-        Error::Io {
-            op,
-            path: path.into(),
-            source,
-        }
+        Error::Io { op, path: path.into(), source }
     }
 
-    pub(crate) fn corruption(
-        file: impl Into<PathBuf>,
-        position: u64,
-        kind: CorruptionKind,
-    ) -> Error {
-        Error::Corruption {
-            file: file.into(),
-            position,
-            kind,
-        }
+    pub(crate) fn corruption(file: impl Into<PathBuf>, position: u64, kind: CorruptionKind) -> Error {
+        Error::Corruption { file: file.into(), position, kind }
     }
 
     /// A copy of the error, kept as the cause of a poisoned log (an `io::Error` is copied as its
@@ -224,33 +201,20 @@ impl Error {
                 path: path.clone(),
                 source: io::Error::new(source.kind(), source.to_string()),
             },
-            Error::Corruption {
-                file,
-                position,
-                kind,
-            } => Error::Corruption {
-                file: file.clone(),
-                position: *position,
-                kind: kind.clone(),
-            },
-            Error::Poisoned { cause } => Error::Poisoned {
-                cause: Arc::clone(cause),
-            },
+            Error::Corruption { file, position, kind } => {
+                Error::Corruption { file: file.clone(), position: *position, kind: kind.clone() }
+            }
+            Error::Poisoned { cause } => Error::Poisoned { cause: Arc::clone(cause) },
             Error::Locked { path } => Error::Locked { path: path.clone() },
             Error::Closed => Error::Closed,
-            Error::OffsetOutOfRange { offset, start, end } => Error::OffsetOutOfRange {
-                offset: *offset,
-                start: *start,
-                end: *end,
-            },
-            Error::BatchTooLarge { bytes, max } => Error::BatchTooLarge {
-                bytes: *bytes,
-                max: *max,
-            },
-            Error::ReaderTruncated { position, end } => Error::ReaderTruncated {
-                position: *position,
-                end: *end,
-            },
+            Error::OffsetOutOfRange { offset, start, end } => {
+                Error::OffsetOutOfRange { offset: *offset, start: *start, end: *end }
+            }
+            Error::BatchTooLarge { bytes, max } => Error::BatchTooLarge { bytes: *bytes, max: *max },
+            Error::OffsetsExhausted { end, wanted } => Error::OffsetsExhausted { end: *end, wanted: *wanted },
+            Error::ReaderTruncated { position, end } => {
+                Error::ReaderTruncated { position: *position, end: *end }
+            }
             Error::InvalidOptions { option, reason } => Error::InvalidOptions { option, reason },
         }
     }
@@ -268,16 +232,8 @@ impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Error::Io { op, path, source } => write!(f, "{op} {}: {source}", path.display()),
-            Error::Corruption {
-                file,
-                position,
-                kind,
-            } => {
-                write!(
-                    f,
-                    "corruption in {} at byte {position}: {kind}",
-                    file.display()
-                )
+            Error::Corruption { file, position, kind } => {
+                write!(f, "corruption in {} at byte {position}: {kind}", file.display())
             }
             Error::Poisoned { cause } => {
                 write!(f, "log poisoned by an earlier error ({cause}); reopen it")
@@ -290,11 +246,11 @@ impl fmt::Display for Error {
             Error::BatchTooLarge { bytes, max } => {
                 write!(f, "batch of {bytes} bytes exceeds the limit of {max}")
             }
+            Error::OffsetsExhausted { end, wanted } => {
+                write!(f, "{wanted} more offsets after {end} would pass the largest offset")
+            }
             Error::ReaderTruncated { position, end } => {
-                write!(
-                    f,
-                    "reader at offset {position} is past the log's end {end} after a truncation"
-                )
+                write!(f, "reader at offset {position} is past the log's end {end} after a truncation")
             }
             Error::InvalidOptions { option, reason } => {
                 write!(f, "invalid option {option}: {reason}")

@@ -42,11 +42,7 @@ pub(crate) struct GroupCommit {
 impl GroupCommit {
     pub(crate) fn new(durable: u64) -> GroupCommit {
         GroupCommit {
-            state: Mutex::new(State {
-                durable,
-                leader: false,
-                failed: false,
-            }),
+            state: Mutex::new(State { durable, leader: false, failed: false }),
             wake: Condvar::new(),
             durable: Watermark::new(durable),
         }
@@ -109,10 +105,7 @@ impl GroupCommit {
 
     /// Runs `f` while no fsync is in flight and none can start, then sets the durable watermark
     /// to what `f` returns (if anything). Used by truncation, which may lower it.
-    pub(crate) fn exclusive<R>(
-        &self,
-        f: impl FnOnce() -> (R, Option<u64>),
-    ) -> Result<R, CommitError<()>> {
+    pub(crate) fn exclusive<R>(&self, f: impl FnOnce() -> (R, Option<u64>)) -> Result<R, CommitError<()>> {
         let mut state = lock(&self.state);
         loop {
             if state.failed {
@@ -134,17 +127,6 @@ impl GroupCommit {
         }
         self.wake_waiters();
         Ok(result)
-    }
-
-    /// Raises the durable watermark to `end` after a covering fsync made outside the group
-    /// commit (a segment roll), waking waiters it satisfies.
-    pub(crate) fn advance(&self, end: u64) {
-        let mut state = lock(&self.state);
-        if end > state.durable {
-            state.durable = end;
-            self.durable.publish(end);
-            self.wake_waiters();
-        }
     }
 
     /// Marks the commit failed: every waiter and every later caller gets an error.

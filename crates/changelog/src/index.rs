@@ -98,11 +98,7 @@ pub(crate) fn decode_header(bytes: &[u8], base_offset: u64) -> Option<Header> {
     if summary.base_offset != base_offset || summary.next_offset < base_offset {
         return None;
     }
-    Some(Header {
-        summary,
-        entry_count: u32_at(header, 40),
-        entries_crc: u32_at(header, 44),
-    })
+    Some(Header { summary, entry_count: u32_at(header, 40), entries_crc: u32_at(header, 44) })
 }
 
 /// The entries of a sealed segment: in memory or mapped from its index file.
@@ -118,8 +114,7 @@ impl Entries {
     /// damaged (wrong count, checksum, or not increasing within the segment).
     pub(crate) fn from_mapping(map: Mapping, header: &Header) -> Option<Entries> {
         let body = map.get(HEADER_LEN..)?;
-        if body.len() != header.entry_count as usize * ENTRY_LEN
-            || crc32c::crc32c(body) != header.entries_crc
+        if body.len() != header.entry_count as usize * ENTRY_LEN || crc32c::crc32c(body) != header.entries_crc
         {
             return None;
         }
@@ -128,8 +123,8 @@ impl Entries {
         let mut previous: Option<Entry> = None;
         for i in 0..entries.len() {
             let entry = entries.get(i)?;
-            let increasing = previous
-                .is_none_or(|p| entry.rel_offset > p.rel_offset && entry.position > p.position);
+            let increasing =
+                previous.is_none_or(|p| entry.rel_offset > p.rel_offset && entry.position > p.position);
             if !increasing
                 || u64::from(entry.rel_offset) >= span
                 || u64::from(entry.position) >= header.summary.segment_bytes
@@ -154,10 +149,7 @@ impl Entries {
             Entries::Mapped(map) => {
                 let at = HEADER_LEN + i * ENTRY_LEN;
                 let bytes = map.get(at..at + ENTRY_LEN)?;
-                Some(Entry {
-                    rel_offset: u32_at(bytes, 0),
-                    position: u32_at(bytes, 4),
-                })
+                Some(Entry { rel_offset: u32_at(bytes, 0), position: u32_at(bytes, 4) })
             }
         }
     }
@@ -179,10 +171,7 @@ pub(crate) fn floor_by(len: usize, get: impl Fn(usize) -> Option<Entry>, target:
             _ => hi = mid,
         }
     }
-    lo.checked_sub(1).and_then(get).unwrap_or(Entry {
-        rel_offset: 0,
-        position: 0,
-    })
+    lo.checked_sub(1).and_then(get).unwrap_or(Entry { rel_offset: 0, position: 0 })
 }
 
 #[cfg(test)]
@@ -190,25 +179,11 @@ mod tests {
     use super::*;
 
     fn summary() -> Summary {
-        Summary {
-            base_offset: 100,
-            next_offset: 200,
-            segment_bytes: 9000,
-            max_ts: 5,
-        }
+        Summary { base_offset: 100, next_offset: 200, segment_bytes: 9000, max_ts: 5 }
     }
 
     fn entries() -> Vec<Entry> {
-        vec![
-            Entry {
-                rel_offset: 10,
-                position: 4100,
-            },
-            Entry {
-                rel_offset: 50,
-                position: 8200,
-            },
-        ]
+        vec![Entry { rel_offset: 10, position: 4100 }, Entry { rel_offset: 50, position: 8200 }]
     }
 
     #[test]
@@ -222,13 +197,7 @@ mod tests {
         assert_eq!(position(9), 0);
         assert_eq!(position(10), 4100);
         assert_eq!(position(49), 4100);
-        assert_eq!(
-            index.floor(99),
-            Entry {
-                rel_offset: 50,
-                position: 8200
-            }
-        );
+        assert_eq!(index.floor(99), Entry { rel_offset: 50, position: 8200 });
     }
 
     #[test]
@@ -237,14 +206,10 @@ mod tests {
         for bit in 0..bytes.len() * 8 {
             let mut damaged = bytes.clone();
             damaged[bit / 8] ^= 1 << (bit % 8);
-            let accepted = decode_header(&damaged, 100).and_then(|header| {
-                Entries::from_mapping(Mapping::from_bytes(damaged.clone()), &header)
-            });
+            let accepted = decode_header(&damaged, 100)
+                .and_then(|header| Entries::from_mapping(Mapping::from_bytes(damaged.clone()), &header));
             assert!(accepted.is_none(), "bit {bit} flip accepted");
         }
-        assert!(
-            decode_header(&bytes, 101).is_none(),
-            "index of another segment accepted"
-        );
+        assert!(decode_header(&bytes, 101).is_none(), "index of another segment accepted");
     }
 }

@@ -100,30 +100,40 @@ struct Writer {
     max_ts: Option<i64>,
     /// When the active segment was started (or the log opened).
     started: Instant,
+    /// Sealed segments whose data is not yet fsynced, oldest first: rolls flush no data, the
+    /// next sync (or truncation, or close) flushes and marks them.
+    unflushed: Vec<PendingSeal>,
     closed: bool,
 }
 
+/// A sealed segment waiting for its fsync, with what its index file (its durability marker)
+/// will say.
+#[derive(Debug)]
+struct PendingSeal {
+    segment: Arc<Segment>,
+    summary: Summary,
+    entries: Vec<Entry>,
+}
+
 impl Log {
-    /// Opens the log in directory `dir`, creating it if needed, and recovers it (DESIGN §4):
-    /// sealed segments are checked through their index headers (or fully, with
-    /// [`LogOptions::verify_on_open`]), the last segment is scanned, and an invalid tail after
-    /// its last valid batch is cut off and the cut fsynced. What was found is in
-    /// [`Log::recovery_report`]. Takes the directory's lock file.
+    /// Opens the log in directory `dir`, creating it if needed, and recovers it (DESIGN §4,
+    /// docs/format.md): segments known durable are checked through their index headers (or
+    /// fully, with [`LogOptions::verify_on_open`]); the rest (segments sealed since the last
+    /// sync, and the last one) are scanned batch by batch, and an invalid tail after the last
+    /// valid batch is cut off and the cut fsynced. Afterwards the whole log is durable. What was
+    /// found is in [`Log::recovery_report`]. Takes the directory's lock file.
     ///
     /// # Errors
-    /// [`Error::Corruption`] for damage where the log must be valid (a sealed segment, a missing
-    /// segment, data below [`LogOptions::known_durable_end`]); nothing is changed on disk then.
+    /// [`Error::Corruption`] for damage where the log must be valid (a segment known durable, a
+    /// missing or overlapping segment, data below [`LogOptions::known_durable_end`]); nothing is
+    /// changed on disk then.
     /// [`Error::Locked`] if another handle has the log open, [`Error::InvalidOptions`], or
     /// [`Error::Io`].
     pub fn open(fs: Arc<dyn Fs>, dir: impl AsRef<Path>, options: LogOptions) -> Result<Log> {
         let dir = dir.as_ref().to_path_buf();
         let recovered = recovery::open(fs.as_ref(), &dir, &options)?;
         let active = recovered.segments.last().map(Arc::clone).ok_or_else(|| {
-            Error::io(
-                "open",
-                &dir,
-                std::io::Error::other("recovery produced no active segment"),
-            )
+            Error::io("open", &dir, std::io::Error::other("recovery produced no active segment"))
         })?;
         let writer = Writer {
             active,
@@ -135,6 +145,7 @@ impl Log {
             last_indexed: recovered.active_last_indexed,
             max_ts: recovered.active_max_ts,
             started: Instant::now(),
+            unflushed: Vec::new(),
             closed: false,
         };
         let shared = Shared {
@@ -150,10 +161,7 @@ impl Log {
             poison_cause: OnceLock::new(),
             lock: Mutex::new(Some(recovered.lock)),
         };
-        Ok(Log {
-            shared: Arc::new(shared),
-            report: recovered.report,
-        })
+        Ok(Log { shared: Arc::new(shared), report: recovered.report })
     }
 
     /// What opening the log found and did.
@@ -184,7 +192,8 @@ impl Log {
     ///
     /// # Errors
     /// [`Error::BatchTooLarge`] if the records encode to more than
-    /// [`LogOptions::batch_bytes_max`] (nothing is appended); [`Error::Io`] if writing or rolling
+    /// [`LogOptions::batch_bytes_max`], or [`Error::OffsetsExhausted`] if their offsets would
+    /// pass `u64::MAX` (nothing is appended in either case); [`Error::Io`] if writing or rolling
     /// fails, which poisons the log; [`Error::Poisoned`] or [`Error::Closed`] after that.
     pub fn append_batch(&self, records: &[Record<'_>]) -> Result<Range<u64>> {
         let shared = &*self.shared;
@@ -198,14 +207,14 @@ impl Log {
         let Some(first) = records.first() else {
             return Ok(w.next_offset..w.next_offset);
         };
+        if w.next_offset.checked_add(records.len() as u64).is_none() {
+            return Err(Error::OffsetsExhausted { end: w.next_offset, wanted: records.len() as u64 });
+        }
         if w.should_roll(&shared.options, bytes) {
             shared.roll(&mut w)?;
         }
         let body = bytes - HEADER_LEN as u64;
-        let join = w
-            .open
-            .as_ref()
-            .is_some_and(|open| open.len(&w.buf) as u64 + body <= limit);
+        let join = w.open.as_ref().is_some_and(|open| open.len(&w.buf) as u64 + body <= limit);
         if !join {
             w.seal_open();
             let start = w.buf.len();
@@ -257,16 +266,13 @@ impl Log {
             w.next_offset
         };
         let result = shared.commit.sync_to(target, || {
-            let (segment, end) = {
+            let (end, pending) = {
                 let mut w = lock(&shared.writer);
                 shared.check_usable(&w)?;
                 shared.write_out(&mut w)?;
-                (Arc::clone(&w.active), w.next_offset)
+                (w.next_offset, w.take_pending())
             };
-            segment
-                .file
-                .sync_data()
-                .map_err(|e| shared.poison(Error::io("sync_data", &segment.path, e)))?;
+            shared.make_durable(pending)?;
             Ok(end)
         });
         match result {
@@ -350,18 +356,12 @@ impl Log {
             if w.closed {
                 return (Ok(()), None);
             }
-            if let Err(e) = shared
-                .check_usable(&w)
-                .and_then(|()| shared.write_out(&mut w))
-            {
+            if let Err(e) = shared.check_usable(&w).and_then(|()| shared.write_out(&mut w)) {
                 return (Err(e), None);
             }
-            let active = Arc::clone(&w.active);
-            if let Err(e) = active.file.sync_data() {
-                return (
-                    Err(shared.poison(Error::io("sync_data", &active.path, e))),
-                    None,
-                );
+            let pending = w.take_pending();
+            if let Err(e) = shared.make_durable(pending) {
+                return (Err(e), None);
             }
             w.closed = true;
             *lock(&shared.lock) = None;
@@ -387,7 +387,18 @@ impl Drop for Log {
     }
 }
 
+/// What a fsync must cover to make everything written durable.
+struct Pending {
+    active: Arc<Segment>,
+    sealed: Vec<PendingSeal>,
+}
+
 impl Writer {
+    /// Takes what the next fsync must cover; the caller must make it durable or poison the log.
+    fn take_pending(&mut self) -> Pending {
+        Pending { active: Arc::clone(&self.active), sealed: std::mem::take(&mut self.unflushed) }
+    }
+
     fn should_roll(&self, options: &LogOptions, incoming: u64) -> bool {
         let used = self.written + self.buf.len() as u64;
         if used == 0 {
@@ -430,9 +441,7 @@ impl Shared {
 
     fn poisoned_error(&self) -> Error {
         match self.poison_cause.get() {
-            Some(cause) => Error::Poisoned {
-                cause: Arc::clone(cause),
-            },
+            Some(cause) => Error::Poisoned { cause: Arc::clone(cause) },
             None => Error::Closed,
         }
     }
@@ -476,35 +485,45 @@ impl Shared {
         Ok(())
     }
 
-    /// Seals the active segment and starts a new one at the next offset.
+    /// Makes durable what `pending` covers: each sealed segment's data, then its index file as
+    /// its durability marker (recovery trusts a sealed segment only once marked), then the
+    /// active segment's data. Any failure poisons the log.
+    fn make_durable(&self, pending: Pending) -> Result<()> {
+        for seal in &pending.sealed {
+            let segment = &seal.segment;
+            segment.file.sync_data().map_err(|e| self.poison(Error::io("sync_data", &segment.path, e)))?;
+            let index_path = self.dir.join(index_name(segment.base));
+            recovery::write_index(self.fs.as_ref(), &index_path, &seal.summary, &seal.entries)
+                .map_err(|e| self.poison(e))?;
+        }
+        let active = &pending.active;
+        active.file.sync_data().map_err(|e| self.poison(Error::io("sync_data", &active.path, e)))
+    }
+
+    /// Seals the active segment and starts a new one at the next offset. The sealed segment's
+    /// data is not fsynced here (that would put a flush of a whole segment on the append path):
+    /// it waits in `unflushed` for the next sync. Only the directory is synced, so that segment
+    /// names become durable in order (a later segment never survives without an earlier one)
+    /// and the new name is durable before any record in it is acknowledged.
     fn roll(&self, w: &mut Writer) -> Result<()> {
         self.write_out(w)?;
         let old = Arc::clone(&w.active);
-        old.file
-            .sync_data()
-            .map_err(|e| self.poison(Error::io("sync_data", &old.path, e)))?;
         let summary = Summary {
             base_offset: old.base,
             next_offset: w.next_offset,
             segment_bytes: w.written,
             max_ts: w.max_ts.unwrap_or(i64::MIN),
         };
-        let index_path = self.dir.join(index_name(old.base));
         let entries = old.entries_below(u64::MAX);
-        recovery::write_index(self.fs.as_ref(), &index_path, &summary, &entries)
-            .map_err(|e| self.poison(e))?;
-        old.seal(summary);
-
         let path = self.dir.join(log_name(w.next_offset));
         let file = self
             .fs
             .open(&path, OpenMode::CreateNew)
             .map_err(|e| self.poison(Error::io("create", &path, e)))?;
-        if !mutants::active(mutants::ROLL_SKIPS_DIR_SYNC) {
-            // The new segment's name must be durable before any record in it is acknowledged.
-            self.fs
-                .sync_dir(&self.dir)
-                .map_err(|e| self.poison(Error::io("sync_dir", &self.dir, e)))?;
+        old.seal(summary);
+        w.unflushed.push(PendingSeal { segment: old, summary, entries });
+        if !mutants::active(mutants::NEW_SEGMENT_SKIPS_DIR_SYNC) {
+            self.fs.sync_dir(&self.dir).map_err(|e| self.poison(Error::io("sync_dir", &self.dir, e)))?;
         }
         let active = Arc::new(Segment::active(w.next_offset, path, file, 0, Vec::new()));
         {
@@ -518,8 +537,6 @@ impl Shared {
         w.last_indexed = 0;
         w.max_ts = None;
         w.started = Instant::now();
-        // Everything before the new segment is durable now.
-        self.commit.advance(w.next_offset);
         Ok(())
     }
 
@@ -532,14 +549,16 @@ impl Shared {
         if offset >= w.next_offset {
             return Ok(None);
         }
+        let start = lock(&self.segments).first().map_or(0, |s| s.base);
+        if offset < start {
+            return Err(Error::OffsetOutOfRange { offset, start, end: w.next_offset });
+        }
+        // What stays must be durable when this returns; flush it all first.
+        self.make_durable(w.take_pending())?;
         let segments = self.segments();
         let start = segments.first().map_or(0, |s| s.base);
         if offset < start {
-            return Err(Error::OffsetOutOfRange {
-                offset,
-                start,
-                end: w.next_offset,
-            });
+            return Err(Error::OffsetOutOfRange { offset, start, end: w.next_offset });
         }
         let holder = segments.iter().rposition(|s| s.base <= offset).unwrap_or(0);
         // The segment that ends up last, and where it is cut.
@@ -585,14 +604,10 @@ impl Shared {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => return Err(self.poison(Error::io("remove", &index, e))),
         }
-        self.fs
-            .remove_file(&segment.path)
-            .map_err(|e| self.poison(Error::io("remove", &segment.path, e)))?;
+        self.fs.remove_file(&segment.path).map_err(|e| self.poison(Error::io("remove", &segment.path, e)))?;
         // One directory sync per segment: removals that became durable out of order could leave
         // a gap, which the next open would rightly call corruption.
-        self.fs
-            .sync_dir(&self.dir)
-            .map_err(|e| self.poison(Error::io("sync_dir", &self.dir, e)))
+        self.fs.sync_dir(&self.dir).map_err(|e| self.poison(Error::io("sync_dir", &self.dir, e)))
     }
 
     /// Cuts `segment` so that it ends just before `cut` (or keeps it whole for `None`) and
@@ -608,7 +623,10 @@ impl Shared {
         let fs = self.fs.as_ref();
         let (position, replacement) = match cut {
             None => (segment.published.load(), None),
-            Some(offset) => self.find_cut(segment, offset)?,
+            // Later segments may be gone already: a failure here (damage found in the kept
+            // segment, a failed mapping) must poison like any other, or appends would go on
+            // into a removed file (P6).
+            Some(offset) => self.find_cut(segment, offset).map_err(|e| self.poison(e))?,
         };
         // Holders: the segment list, and the writer if it is the active segment.
         let baseline = 1 + usize::from(Arc::ptr_eq(segment, &w.active));
@@ -617,53 +635,34 @@ impl Shared {
         let poison_io = |op, path: &Path, e| self.poison(Error::io(op, path, e));
         let file = if cut.is_none() {
             // Kept whole: only a new handle for the new active segment.
-            fs.open(&segment.path, OpenMode::ReadWrite)
-                .map_err(|e| poison_io("open", &segment.path, e))?
+            fs.open(&segment.path, OpenMode::ReadWrite).map_err(|e| poison_io("open", &segment.path, e))?
         } else if replacement.is_none() && !shared_with_readers {
             // Nobody reads this segment (and so nobody maps it): cut in place.
-            segment
-                .file
-                .set_len(position)
-                .map_err(|e| poison_io("set_len", &segment.path, e))?;
-            segment
-                .file
-                .sync_data()
-                .map_err(|e| poison_io("sync_data", &segment.path, e))?;
-            fs.open(&segment.path, OpenMode::ReadWrite)
-                .map_err(|e| poison_io("open", &segment.path, e))?
+            segment.file.set_len(position).map_err(|e| poison_io("set_len", &segment.path, e))?;
+            segment.file.sync_data().map_err(|e| poison_io("sync_data", &segment.path, e))?;
+            fs.open(&segment.path, OpenMode::ReadWrite).map_err(|e| poison_io("open", &segment.path, e))?
         } else {
-            let temp = self
-                .dir
-                .join(format!("{}.truncate{TEMP_SUFFIX}", log_name(segment.base)));
+            let temp = self.dir.join(format!("{}.truncate{TEMP_SUFFIX}", log_name(segment.base)));
             match fs.remove_file(&temp) {
                 Ok(()) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
                 Err(e) => return Err(poison_io("remove", &temp, e)),
             }
-            let file = fs
-                .open(&temp, OpenMode::CreateNew)
-                .map_err(|e| poison_io("create", &temp, e))?;
+            let file = fs.open(&temp, OpenMode::CreateNew).map_err(|e| poison_io("create", &temp, e))?;
             let mut buf = vec![0; 1 << 20];
             let mut at = 0;
             while at < position {
                 let n = (position - at).min(buf.len() as u64) as usize;
                 let chunk = buf.get_mut(..n).unwrap_or_default();
-                segment
-                    .file
-                    .read_exact_at(chunk, at)
-                    .map_err(|e| poison_io("read", &segment.path, e))?;
-                file.write_all_at(chunk, at)
-                    .map_err(|e| poison_io("write", &temp, e))?;
+                segment.file.read_exact_at(chunk, at).map_err(|e| poison_io("read", &segment.path, e))?;
+                file.write_all_at(chunk, at).map_err(|e| poison_io("write", &temp, e))?;
                 at += n as u64;
             }
             if let Some(bytes) = &replacement {
-                file.write_all_at(bytes, position)
-                    .map_err(|e| poison_io("write", &temp, e))?;
+                file.write_all_at(bytes, position).map_err(|e| poison_io("write", &temp, e))?;
             }
-            file.sync_data()
-                .map_err(|e| poison_io("sync_data", &temp, e))?;
-            fs.rename(&temp, &segment.path)
-                .map_err(|e| poison_io("rename", &temp, e))?;
+            file.sync_data().map_err(|e| poison_io("sync_data", &temp, e))?;
+            fs.rename(&temp, &segment.path).map_err(|e| poison_io("rename", &temp, e))?;
             file
         };
         match fs.remove_file(&index) {
@@ -671,28 +670,15 @@ impl Shared {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => return Err(poison_io("remove", &index, e)),
         }
-        fs.sync_dir(&self.dir)
-            .map_err(|e| poison_io("sync_dir", &self.dir, e))?;
-        let len = file
-            .len()
-            .map_err(|e| poison_io("stat", &segment.path, e))?;
-        let (scan, stop) = scan_file(
-            file.as_ref(),
-            segment.base,
-            len,
-            self.options.index_interval_bytes,
-        )
-        .map_err(|e| poison_io("read", &segment.path, e))?;
+        fs.sync_dir(&self.dir).map_err(|e| poison_io("sync_dir", &self.dir, e))?;
+        let len = file.len().map_err(|e| poison_io("stat", &segment.path, e))?;
+        let (scan, stop) = scan_file(file.as_ref(), segment.base, len, self.options.index_interval_bytes)
+            .map_err(|e| poison_io("read", &segment.path, e))?;
         if let Some((position, kind)) = stop {
             return Err(self.poison(Error::corruption(&segment.path, position, kind)));
         }
-        let active = Segment::active(
-            segment.base,
-            segment.path.clone(),
-            file,
-            scan.end,
-            scan.entries.clone(),
-        );
+        let active =
+            Segment::active(segment.base, segment.path.clone(), file, scan.end, scan.entries.clone());
         w.buf.clear();
         w.open = None;
         w.batch_starts.clear();
@@ -712,11 +698,7 @@ impl Shared {
                 .next(segment.file.as_ref(), limit, expected)
                 .map_err(|e| self.poison(Error::io("read", &segment.path, e)))?;
             match step {
-                Step::Batch {
-                    position,
-                    info,
-                    bytes,
-                } => {
+                Step::Batch { position, info, bytes } => {
                     if info.base_offset == offset {
                         return Ok((position, None));
                     }
@@ -727,11 +709,7 @@ impl Shared {
                             .map_err(|kind| Error::corruption(&segment.path, position, kind))?;
                         let records: Vec<Record<'_>> = records
                             .iter()
-                            .map(|r| Record {
-                                key: r.key,
-                                value: r.value,
-                                timestamp_ms: r.timestamp_ms,
-                            })
+                            .map(|r| Record { key: r.key, value: r.value, timestamp_ms: r.timestamp_ms })
                             .collect();
                         let mut buf = Vec::new();
                         batch::encode(&mut buf, info.base_offset, &records);

@@ -18,8 +18,7 @@ mod imp {
 
     /// Whether the named mutant is switched on.
     pub fn active(name: &'static str) -> bool {
-        ANY.load(Ordering::Relaxed)
-            && *ACTIVE.lock().unwrap_or_else(PoisonError::into_inner) == Some(name)
+        ANY.load(Ordering::Relaxed) && *ACTIVE.lock().unwrap_or_else(PoisonError::into_inner) == Some(name)
     }
 
     /// Serializes the tests that switch mutants; hold the guard while one is on.
@@ -46,16 +45,12 @@ mod imp {
 pub use imp::*;
 
 /// Every mutant name, for tests that check each one is exercised.
-pub const ALL: &[&str] = &[
-    ROLL_SKIPS_DIR_SYNC,
-    OPEN_SKIPS_TAIL_CUT,
-    ACK_WITHOUT_SYNC,
-    PUBLISH_RELAXED,
-    WAKE_ONE,
-];
+pub const ALL: &[&str] =
+    &[NEW_SEGMENT_SKIPS_DIR_SYNC, OPEN_SKIPS_TAIL_CUT, ACK_WITHOUT_SYNC, PUBLISH_RELAXED, WAKE_ONE];
 
-/// Rolling a segment does not sync the directory after creating the new segment file.
-pub const ROLL_SKIPS_DIR_SYNC: &str = "roll_skips_dir_sync";
+/// A roll does not sync the directory after creating the new segment, so its name may not be
+/// durable when its first record is acknowledged.
+pub const NEW_SEGMENT_SKIPS_DIR_SYNC: &str = "new_segment_skips_dir_sync";
 /// Recovery leaves an invalid tail in place instead of cutting it durably.
 pub const OPEN_SKIPS_TAIL_CUT: &str = "open_skips_tail_cut";
 /// Group commit acknowledges a waiter while another caller's fsync is still running.

@@ -60,10 +60,7 @@ impl LogOptions {
             });
         }
         if self.index_interval_bytes == 0 {
-            return Err(Error::InvalidOptions {
-                option: "index_interval_bytes",
-                reason: "must be positive",
-            });
+            return Err(Error::InvalidOptions { option: "index_interval_bytes", reason: "must be positive" });
         }
         if self.batch_bytes_max < crate::batch::MIN_BATCH_LEN as u64 {
             return Err(Error::InvalidOptions {

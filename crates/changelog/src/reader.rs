@@ -74,14 +74,7 @@ impl Reader {
             return Err(Error::OffsetOutOfRange { offset, start, end });
         }
         let epoch = shared.truncations.load(Ordering::Acquire);
-        Ok(Reader {
-            shared,
-            limit,
-            next: offset,
-            epoch,
-            cursor: None,
-            scan: FileScan::default(),
-        })
+        Ok(Reader { shared, limit, next: offset, epoch, cursor: None, scan: FileScan::default() })
     }
 
     /// The offset of the next record this reader returns.
@@ -121,9 +114,9 @@ impl Reader {
         };
         let length = found.info.len();
         let bytes = match &cursor.map {
-            Some(map) => map
-                .get(found.position as usize..found.position as usize + length)
-                .unwrap_or_default(),
+            Some(map) => {
+                map.get(found.position as usize..found.position as usize + length).unwrap_or_default()
+            }
             None => self.scan.window(found.position, length),
         };
         Ok(Some(BatchView {
@@ -137,11 +130,7 @@ impl Reader {
 
     /// Turns the reader into an iterator of owned records.
     pub fn into_records(self) -> OwnedRecords {
-        OwnedRecords {
-            reader: self,
-            pending: VecDeque::new(),
-            failed: false,
-        }
+        OwnedRecords { reader: self, pending: VecDeque::new(), failed: false }
     }
 
     fn read_limit(&self) -> u64 {
@@ -157,34 +146,18 @@ impl Reader {
         let segments = self.shared.segments();
         let start = segments.first().map_or(0, |s| s.base);
         if self.next < start {
-            return Err(Error::OffsetOutOfRange {
-                offset: self.next,
-                start,
-                end: self.shared.end.load(),
-            });
+            return Err(Error::OffsetOutOfRange { offset: self.next, start, end: self.shared.end.load() });
         }
         let Some(segment) = segments.iter().rev().find(|s| s.base <= self.next) else {
-            return Err(Error::OffsetOutOfRange {
-                offset: self.next,
-                start,
-                end: self.shared.end.load(),
-            });
+            return Err(Error::OffsetOutOfRange { offset: self.next, start, end: self.shared.end.load() });
         };
-        let (position, expected) = segment.seek(
-            self.shared.fs.as_ref(),
-            self.next,
-            self.shared.options.index_interval_bytes,
-        )?;
+        let (position, expected) =
+            segment.seek(self.shared.fs.as_ref(), self.next, self.shared.options.index_interval_bytes)?;
         let map = match segment.sealed_info() {
             Some(sealed) => Some(segment.data(sealed)?),
             None => None,
         };
-        Ok(Cursor {
-            segment: Arc::clone(segment),
-            map,
-            position,
-            expected,
-        })
+        Ok(Cursor { segment: Arc::clone(segment), map, position, expected })
     }
 
     /// Moves to the next batch holding `self.next` or later, within the read limit.
@@ -196,10 +169,7 @@ impl Reader {
                 self.cursor = None;
                 let end = self.shared.end.load();
                 if self.next > end {
-                    return Err(Error::ReaderTruncated {
-                        position: self.next,
-                        end,
-                    });
+                    return Err(Error::ReaderTruncated { position: self.next, end });
                 }
             }
             let limit = self.read_limit();
@@ -227,12 +197,9 @@ impl Reader {
                         }
                         None
                     } else {
-                        let bytes = map
-                            .get(cursor.position as usize..end as usize)
-                            .unwrap_or_default();
-                        let info = batch::check(bytes, cursor.expected).map_err(|kind| {
-                            Error::corruption(&segment.path, cursor.position, kind)
-                        })?;
+                        let bytes = map.get(cursor.position as usize..end as usize).unwrap_or_default();
+                        let info = batch::check(bytes, cursor.expected)
+                            .map_err(|kind| Error::corruption(&segment.path, cursor.position, kind))?;
                         Some((cursor.position, info))
                     }
                 }
@@ -275,11 +242,7 @@ impl Reader {
             }
             let skip = self.next.saturating_sub(info.base_offset) as u32;
             self.next = info.next_offset();
-            return Ok(Some(Found {
-                position,
-                info,
-                skip,
-            }));
+            return Ok(Some(Found { position, info, skip }));
         }
     }
 }
@@ -346,10 +309,7 @@ impl<'a> Iterator for BatchRecords<'a> {
 
     fn next(&mut self) -> Option<Self::Item> {
         loop {
-            let item = self
-                .inner
-                .next()?
-                .map_err(|kind| Error::corruption(self.file, self.position, kind));
+            let item = self.inner.next()?.map_err(|kind| Error::corruption(self.file, self.position, kind));
             if self.skip > 0 && item.is_ok() {
                 self.skip -= 1;
                 continue;

@@ -17,37 +17,22 @@ pub struct Record<'a> {
 impl<'a> Record<'a> {
     /// A record with every field given.
     pub fn new(key: &'a [u8], value: Option<&'a [u8]>, timestamp_ms: i64) -> Record<'a> {
-        Record {
-            key,
-            value,
-            timestamp_ms,
-        }
+        Record { key, value, timestamp_ms }
     }
 
     /// A record setting `key` to `value`, stamped with the current time.
     pub fn put(key: &'a [u8], value: &'a [u8]) -> Record<'a> {
-        Record {
-            key,
-            value: Some(value),
-            timestamp_ms: now_ms(),
-        }
+        Record { key, value: Some(value), timestamp_ms: now_ms() }
     }
 
     /// A tombstone for `key`, stamped with the current time.
     pub fn tombstone(key: &'a [u8]) -> Record<'a> {
-        Record {
-            key,
-            value: None,
-            timestamp_ms: now_ms(),
-        }
+        Record { key, value: None, timestamp_ms: now_ms() }
     }
 
     /// The same record with another timestamp.
     pub fn at(self, timestamp_ms: i64) -> Record<'a> {
-        Record {
-            timestamp_ms,
-            ..self
-        }
+        Record { timestamp_ms, ..self }
     }
 }
 
@@ -94,11 +79,7 @@ pub struct OwnedRecord {
 impl OwnedRecord {
     /// The record as an appendable [`Record`] (without its offset).
     pub fn as_record(&self) -> Record<'_> {
-        Record {
-            key: &self.key,
-            value: self.value.as_deref(),
-            timestamp_ms: self.timestamp_ms,
-        }
+        Record { key: &self.key, value: self.value.as_deref(), timestamp_ms: self.timestamp_ms }
     }
 }
 

@@ -1,13 +1,25 @@
 //! Opening a log directory: finding the segments, checking what must be valid, cutting the torn
 //! tail durably, and reporting what was done (DESIGN §2 P4/P5, §4).
 //!
-//! Sealed segments (all but the last) lie in the known-durable region: they were fsynced, and
-//! the directory too, before the next segment was created. Their index headers give their end
-//! offset and length without a scan; a missing or damaged index is rebuilt by scanning the
-//! segment, and any invalid batch found then is corruption. The last segment is scanned from
-//! its start: the first invalid batch ends the log, and whatever follows is cut off and fsynced
-//! before the log accepts appends, unless the caller's known-durable end says those offsets were
-//! durable, in which case the damage is reported as corruption and nothing is changed.
+//! A sealed segment's index file doubles as its *durability marker*: the writer writes it only
+//! after the segment's data was fsynced (at the first `sync` after the roll, not at the roll
+//! itself, so that rolls put no data flush on the append path; a roll only fsyncs the
+//! directory, so segment names become durable in order). So the directory splits in two:
+//!
+//! - the known-durable region: every segment up to the last one with a valid marker (an index
+//!   whose header matches the segment's length). Their headers give their end offsets without a
+//!   scan; a missing or damaged index there is rebuilt by scanning, and any invalid batch, gap or
+//!   overlap is corruption (P5);
+//! - the tail window: the sealed segments after it and the last segment, scanned in order. The
+//!   first must follow the durable region. The first invalid batch ends the log, and so does a
+//!   segment starting after the previous one's end (that one lost its unflushed end); the later
+//!   segments are removed and the segment holding the tear is cut, durably, before the log
+//!   accepts appends (P4), unless the caller's known-durable end says those offsets were
+//!   durable, in which case the damage is reported as corruption. An overlap is corruption.
+//!
+//! Nothing is changed on disk until all of this is checked. Whatever the tail window keeps is
+//! then fsynced and marked, so after a successful open the whole log is durable and recovery is
+//! idempotent.
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -22,8 +34,7 @@ use crate::index::{self, Entry};
 use crate::mutants;
 use crate::options::LogOptions;
 use crate::segment::{
-    INDEX_SUFFIX, LOG_SUFFIX, Scan, Sealed, Segment, TEMP_SUFFIX, index_name, log_name, parse_name,
-    scan_file,
+    INDEX_SUFFIX, LOG_SUFFIX, Scan, Sealed, Segment, TEMP_SUFFIX, index_name, log_name, parse_name, scan_file,
 };
 
 /// The name of the lock file in a log directory.
@@ -95,143 +106,237 @@ pub(crate) fn open(fs: &dyn Fs, dir: &Path, options: &LogOptions) -> Result<Reco
     }
     let lock_path = dir.join(LOCK_NAME);
     let lock = fs.lock_file(&lock_path).map_err(|e| match e.kind() {
-        std::io::ErrorKind::WouldBlock => Error::Locked {
-            path: lock_path.clone(),
-        },
+        std::io::ErrorKind::WouldBlock => Error::Locked { path: lock_path.clone() },
         _ => Error::io("lock", &lock_path, e),
     })?;
 
     let mut report = RecoveryReport::default();
     let listing = Listing::read(fs, dir)?;
     let mut dir_changed = false;
+    let mut logs = listing.logs.clone();
+    if logs.is_empty() {
+        let path = dir.join(log_name(0));
+        drop(fs.open(&path, OpenMode::CreateNew).map_err(io("create", &path))?);
+        dir_changed = true;
+        logs.push(0);
+    }
+
+    // Check first, change nothing until the log is known to be recoverable.
+    let plan = plan(fs, dir, &logs, &listing, options)?;
+    let Plan { durable, mut tail, mut scans, stop, removed } = plan;
+
     for name in &listing.temps {
         let path = dir.join(name);
         fs.remove_file(&path).map_err(io("remove", &path))?;
         report.temp_files_removed += 1;
         dir_changed = true;
     }
-    for base in listing
-        .indexes
-        .iter()
-        .filter(|base| !listing.logs.contains(base))
-    {
+    for base in listing.indexes.iter().filter(|base| !logs.contains(base)) {
         let path = dir.join(index_name(*base));
         fs.remove_file(&path).map_err(io("remove", &path))?;
         dir_changed = true;
     }
-
-    let mut logs = listing.logs.clone();
-    if logs.is_empty() {
-        let path = dir.join(log_name(0));
-        drop(
-            fs.open(&path, OpenMode::CreateNew)
-                .map_err(io("create", &path))?,
-        );
-        dir_changed = true;
-        logs.push(0);
+    let mut segments: Vec<Arc<Segment>> = Vec::with_capacity(durable.len() + tail.len());
+    for (opened, sealed, rebuilt) in durable {
+        if rebuilt {
+            write_index(fs, &dir.join(index_name(opened.base)), &sealed.summary, sealed.memory_entries())?;
+            report.indexes_rebuilt += 1;
+            dir_changed = true;
+        }
+        segments.push(Arc::new(Segment::sealed(opened.base, opened.path, opened.file, sealed)));
     }
 
-    let mut segments = Vec::with_capacity(logs.len());
-    let mut expected: Option<u64> = None;
-    let (sealed_bases, active_base) = match logs.split_last() {
-        Some((last, sealed)) => (sealed, *last),
-        None => (&[][..], 0),
+    // `scans.len()` segments of the tail window are kept; the last kept becomes the active one.
+    let (Some(active_scan), Some(active)) = (scans.pop(), tail.pop()) else {
+        return Err(Error::io("open", dir, std::io::Error::other("recovery found no segment to write to")));
     };
-    for &base in sealed_bases {
-        let path = dir.join(log_name(base));
-        check_follows(&path, expected, base)?;
-        let file = fs
-            .open(&path, OpenMode::ReadWrite)
-            .map_err(io("open", &path))?;
-        let has_index = listing.indexes.contains(&base);
-        let (sealed, rebuilt) =
-            open_sealed(fs, dir, &path, file.as_ref(), base, has_index, options)?;
-        report.indexes_rebuilt += usize::from(rebuilt);
-        expected = Some(sealed.summary.next_offset);
-        segments.push(Arc::new(Segment::sealed(base, path, file, sealed)));
+    let end_offset = active_scan.next_offset;
+
+    // Cut: later segments first, their removal durable before the cut below, so that a crash in
+    // between leaves the tear in place to be found again; then the torn segment.
+    let mut cut_bytes = 0;
+    let mut cut_records = 0;
+    for opened in removed.iter().rev() {
+        let (bytes, records) =
+            describe_tail(opened.file.as_ref(), 0, opened.len).map_err(io("read", &opened.path))?;
+        cut_bytes += bytes;
+        cut_records += records;
+        for path in [dir.join(index_name(opened.base)), opened.path.clone()] {
+            match fs.remove_file(&path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(Error::io("remove", &path, e)),
+            }
+        }
+    }
+    if !removed.is_empty() {
+        fs.sync_dir(dir).map_err(io("sync_dir", dir))?;
+    }
+    let position = active_scan.end;
+    if position < active.len {
+        let (bytes, records) =
+            describe_tail(active.file.as_ref(), position, active.len).map_err(io("read", &active.path))?;
+        cut_bytes += bytes;
+        cut_records += records;
+        if !mutants::active(mutants::OPEN_SKIPS_TAIL_CUT) {
+            active.file.set_len(position).map_err(io("set_len", &active.path))?;
+        }
+    }
+    if cut_bytes > 0 {
+        let reason = stop.map_or(CorruptionKind::BadMagic { found: 0 }, |(_, kind)| kind);
+        report.tail_cut = Some(TailCut {
+            file: active.path.clone(),
+            position,
+            bytes: cut_bytes,
+            records: cut_records,
+            reason,
+        });
     }
 
-    // The active segment.
-    let path = dir.join(log_name(active_base));
-    check_follows(&path, expected, active_base)?;
-    let file = fs
-        .open(&path, OpenMode::ReadWrite)
-        .map_err(io("open", &path))?;
-    let len = file.len().map_err(io("stat", &path))?;
-    let (scan, stop) = scan_file(
-        file.as_ref(),
-        active_base,
-        len,
-        options.index_interval_bytes,
-    )
-    .map_err(io("read", &path))?;
-    if let Some(durable_end) = options.known_durable_end
-        && durable_end > scan.next_offset
-    {
-        let (position, kind) = match stop {
-            Some((position, _)) => (
-                position,
-                CorruptionKind::MissingDurableData {
-                    durable_end,
-                    found_end: scan.next_offset,
-                },
-            ),
-            None => (
-                scan.end,
-                CorruptionKind::MissingDurableData {
-                    durable_end,
-                    found_end: scan.next_offset,
-                },
-            ),
-        };
-        return Err(Error::corruption(&path, position, kind));
-    }
-    if let Some((position, reason)) = stop {
-        let (bytes, records) =
-            describe_tail(file.as_ref(), position, len).map_err(io("read", &path))?;
-        if bytes > 0 {
-            report.tail_cut = Some(TailCut {
-                file: path.clone(),
-                position,
-                bytes,
-                records,
-                reason,
-            });
-        }
-        if !mutants::active(mutants::OPEN_SKIPS_TAIL_CUT) {
-            file.set_len(position).map_err(io("set_len", &path))?;
-        }
-    } else if len > scan.end {
-        file.set_len(scan.end).map_err(io("set_len", &path))?;
-    }
-    if listing.indexes.contains(&active_base) {
-        let index_path = dir.join(index_name(active_base));
-        fs.remove_file(&index_path)
-            .map_err(io("remove", &index_path))?;
+    // Make the tail window durable and mark its sealed segments.
+    for (opened, scan) in tail.into_iter().zip(scans) {
+        opened.file.sync_data().map_err(io("sync_data", &opened.path))?;
+        let summary = summary_of(opened.base, &scan);
+        write_index(fs, &dir.join(index_name(opened.base)), &summary, &scan.entries)?;
+        report.indexes_rebuilt += 1;
         dir_changed = true;
+        let sealed = Sealed::built(summary, scan.entries);
+        segments.push(Arc::new(Segment::sealed(opened.base, opened.path, opened.file, sealed)));
     }
-    // Whatever survived is made durable now, so that the durable end starts at the log's end and
-    // a cut tail cannot reappear.
-    file.sync_data().map_err(io("sync_data", &path))?;
+    if listing.indexes.contains(&active.base) {
+        // The active segment's index lives in memory; a marker from an earlier seal is stale.
+        let index_path = dir.join(index_name(active.base));
+        match fs.remove_file(&index_path) {
+            Ok(()) => dir_changed = true,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(Error::io("remove", &index_path, e)),
+        }
+    }
+    active.file.sync_data().map_err(io("sync_data", &active.path))?;
     if dir_changed {
         fs.sync_dir(dir).map_err(io("sync_dir", dir))?;
     }
 
-    let active = Segment::active(active_base, path, file, scan.end, scan.entries.clone());
-    segments.push(Arc::new(active));
+    let active_len = active_scan.end;
+    let active_last_indexed = active_scan.entries.last().map_or(0, |e| u64::from(e.position));
+    let active_max_ts = active_scan.max_ts;
+    segments.push(Arc::new(Segment::active(
+        active.base,
+        active.path,
+        active.file,
+        active_len,
+        active_scan.entries,
+    )));
     report.segments = segments.len();
     report.start_offset = segments.first().map_or(0, |s| s.base);
-    report.end_offset = scan.next_offset;
+    report.end_offset = end_offset;
     report.duration = started.elapsed();
     Ok(Recovered {
         segments,
-        active_len: scan.end,
-        next_offset: scan.next_offset,
-        active_max_ts: scan.max_ts,
-        active_last_indexed: scan.entries.last().map_or(0, |e| u64::from(e.position)),
+        active_len,
+        next_offset: end_offset,
+        active_max_ts,
+        active_last_indexed,
         lock,
         report,
     })
+}
+
+/// What recovery found, before it changes anything.
+struct Plan {
+    /// The known-durable region, with whether each index must be rewritten.
+    durable: Vec<(Opened, Sealed, bool)>,
+    /// The tail window's segments kept (at least as many as `scans`).
+    tail: Vec<Opened>,
+    /// Scans of the kept tail segments, in order; the last one's segment becomes active.
+    scans: Vec<Scan>,
+    /// Where and why the last kept segment's valid batches end, if before its end.
+    stop: Option<(u64, CorruptionKind)>,
+    /// Tail segments after the tear, to be removed.
+    removed: Vec<Opened>,
+}
+
+/// Reads and checks the segments; returns `Corruption` for damage where the log must be valid.
+fn plan(fs: &dyn Fs, dir: &Path, logs: &[u64], listing: &Listing, options: &LogOptions) -> Result<Plan> {
+    // Open every segment and find the last durability marker among the sealed ones.
+    let mut files: Vec<Opened> = Vec::with_capacity(logs.len());
+    for &base in logs {
+        let path = dir.join(log_name(base));
+        let file = fs.open(&path, OpenMode::ReadWrite).map_err(io("open", &path))?;
+        let len = file.len().map_err(io("stat", &path))?;
+        let header = if listing.indexes.contains(&base) {
+            read_index_header(fs, &dir.join(index_name(base)), base)
+                .filter(|h| h.summary.segment_bytes == len)
+        } else {
+            None
+        };
+        files.push(Opened { base, path, file, len, header });
+    }
+    let sealed_count = files.len().saturating_sub(1);
+    let durable_count =
+        files.iter().take(sealed_count).rposition(|f| f.header.is_some()).map_or(0, |i| i + 1);
+
+    // The known-durable region: index headers trusted (or every batch checked).
+    let mut tail = files.split_off(durable_count);
+    let mut durable = Vec::with_capacity(files.len());
+    let mut expected: Option<u64> = None;
+    for opened in files {
+        check_follows(&opened.path, expected, opened.base)?;
+        let (sealed, rebuilt) = open_sealed(&opened, options)?;
+        expected = Some(sealed.summary.next_offset);
+        durable.push((opened, sealed, rebuilt));
+    }
+
+    // The tail window: every batch checked, in order, up to the first invalid one. Its first
+    // segment must follow the durable region exactly. A later one may start after the end of
+    // the previous one: that segment, never fsynced, lost its end in the crash (segment names
+    // become durable in order, at each roll, so the later one can outlive it); the log ends
+    // there. Starting before that end is an overlap no crash produces.
+    let mut scans: Vec<Scan> = Vec::with_capacity(tail.len());
+    let mut stop = None;
+    for opened in &tail {
+        if let (Some(expected), Some(previous)) = (expected, scans.last())
+            && opened.base > expected
+        {
+            stop = Some((previous.end, CorruptionKind::SegmentGap { expected, found: opened.base }));
+            break;
+        }
+        check_follows(&opened.path, expected, opened.base)?;
+        let (scan, invalid) =
+            scan_file(opened.file.as_ref(), opened.base, opened.len, options.index_interval_bytes)
+                .map_err(io("read", &opened.path))?;
+        expected = Some(scan.next_offset);
+        scans.push(scan);
+        if invalid.is_some() {
+            stop = invalid;
+            break;
+        }
+    }
+    let removed = tail.split_off(scans.len());
+    let end_offset = expected.unwrap_or(0);
+    if let Some(durable_end) = options.known_durable_end
+        && durable_end > end_offset
+    {
+        let (path, position) = match (tail.last(), scans.last()) {
+            (Some(opened), Some(scan)) => (opened.path.clone(), stop.as_ref().map_or(scan.end, |(p, _)| *p)),
+            _ => (dir.to_path_buf(), 0),
+        };
+        return Err(Error::corruption(
+            path,
+            position,
+            CorruptionKind::MissingDurableData { durable_end, found_end: end_offset },
+        ));
+    }
+    Ok(Plan { durable, tail, scans, stop, removed })
+}
+
+/// A segment file opened for recovery, with its durability marker if valid.
+struct Opened {
+    base: u64,
+    path: PathBuf,
+    file: Box<dyn File>,
+    len: u64,
+    header: Option<index::Header>,
 }
 
 /// The files of a log directory, by kind.
@@ -243,11 +348,7 @@ struct Listing {
 
 impl Listing {
     fn read(fs: &dyn Fs, dir: &Path) -> Result<Listing> {
-        let mut listing = Listing {
-            logs: Vec::new(),
-            indexes: Vec::new(),
-            temps: Vec::new(),
-        };
+        let mut listing = Listing { logs: Vec::new(), indexes: Vec::new(), temps: Vec::new() };
         for name in fs.list_dir(dir).map_err(io("list", dir))? {
             let Some(text) = name.to_str() else { continue };
             if text.ends_with(TEMP_SUFFIX) {
@@ -266,52 +367,29 @@ impl Listing {
 
 fn check_follows(path: &Path, expected: Option<u64>, base: u64) -> Result<()> {
     match expected {
-        Some(expected) if expected != base => Err(Error::corruption(
-            path,
-            0,
-            CorruptionKind::SegmentGap {
-                expected,
-                found: base,
-            },
-        )),
+        Some(expected) if expected != base => {
+            Err(Error::corruption(path, 0, CorruptionKind::SegmentGap { expected, found: base }))
+        }
         _ => Ok(()),
     }
 }
 
-/// A sealed segment's summary from its index header, or from a full scan (which then writes a
-/// fresh index). Returns whether the index was rebuilt.
-fn open_sealed(
-    fs: &dyn Fs,
-    dir: &Path,
-    path: &Path,
-    file: &dyn File,
-    base: u64,
-    has_index: bool,
-    options: &LogOptions,
-) -> Result<(Sealed, bool)> {
-    let len = file.len().map_err(io("stat", path))?;
-    let index_path = dir.join(index_name(base));
-    let header = if has_index {
-        read_index_header(fs, &index_path, base)
-    } else {
-        None
-    };
-    let header = header.filter(|h| h.summary.segment_bytes == len);
-    if let Some(header) = header
+/// A sealed segment of the known-durable region: its summary from its index header, or from a
+/// full scan (any damage is corruption). Returns whether its index must be rewritten.
+fn open_sealed(opened: &Opened, options: &LogOptions) -> Result<(Sealed, bool)> {
+    if let Some(header) = opened.header
         && !options.verify_on_open
     {
+        let index_path = opened.path.with_file_name(index_name(opened.base));
         return Ok((Sealed::from_index_file(index_path, header), false));
     }
-    let (scan, stop) =
-        scan_file(file, base, len, options.index_interval_bytes).map_err(io("read", path))?;
+    let (scan, stop) = scan_file(opened.file.as_ref(), opened.base, opened.len, options.index_interval_bytes)
+        .map_err(io("read", &opened.path))?;
     if let Some((position, kind)) = stop {
-        return Err(Error::corruption(path, position, kind));
+        return Err(Error::corruption(&opened.path, position, kind));
     }
-    let summary = summary_of(base, &scan);
-    let rebuilt = header.is_none_or(|h| h.summary != summary);
-    if rebuilt {
-        write_index(fs, &index_path, &summary, &scan.entries)?;
-    }
+    let summary = summary_of(opened.base, &scan);
+    let rebuilt = opened.header.is_none_or(|h| h.summary != summary);
     Ok((Sealed::built(summary, scan.entries), rebuilt))
 }
 
@@ -339,11 +417,8 @@ pub(crate) fn write_index(
     summary: &index::Summary,
     entries: &[Entry],
 ) -> Result<()> {
-    let file = fs
-        .open(path, OpenMode::CreateTruncate)
-        .map_err(io("create", path))?;
-    file.write_all_at(&index::encode(summary, entries), 0)
-        .map_err(io("write", path))?;
+    let file = fs.open(path, OpenMode::CreateTruncate).map_err(io("create", path))?;
+    file.write_all_at(&index::encode(summary, entries), 0).map_err(io("write", path))?;
     file.sync_data().map_err(io("sync_data", path))
 }
 

@@ -65,14 +65,18 @@ pub(crate) struct Sealed {
 
 impl Sealed {
     pub(crate) fn built(summary: Summary, entries: Vec<Entry>) -> Sealed {
-        let sealed = Sealed {
-            summary,
-            source: IndexSource::Built,
-            entries: OnceLock::new(),
-            data: OnceLock::new(),
-        };
+        let sealed =
+            Sealed { summary, source: IndexSource::Built, entries: OnceLock::new(), data: OnceLock::new() };
         let _ = sealed.entries.set(Entries::Memory(entries));
         sealed
+    }
+
+    /// The entries of a sealed segment built in memory (none for one backed by its index file).
+    pub(crate) fn memory_entries(&self) -> &[Entry] {
+        match self.entries.get() {
+            Some(Entries::Memory(entries)) => entries,
+            _ => &[],
+        }
     }
 
     pub(crate) fn from_index_file(path: PathBuf, header: Header) -> Sealed {
@@ -149,11 +153,7 @@ impl Segment {
     /// A copy of the active index entries below `position` (for truncation).
     pub(crate) fn entries_below(&self, position: u64) -> Vec<Entry> {
         let entries = lock(&self.active_entries);
-        entries
-            .iter()
-            .copied()
-            .filter(|e| u64::from(e.position) < position)
-            .collect()
+        entries.iter().copied().filter(|e| u64::from(e.position) < position).collect()
     }
 
     /// The mapped bytes of a sealed segment, mapped on first use.
@@ -161,10 +161,7 @@ impl Segment {
         if let Some(map) = sealed.data.get() {
             return Ok(Arc::clone(map));
         }
-        let map = self
-            .file
-            .map()
-            .map_err(|e| Error::io("map", &self.path, e))?;
+        let map = self.file.map().map_err(|e| Error::io("map", &self.path, e))?;
         if (map.len() as u64) < sealed.summary.segment_bytes {
             return Err(Error::corruption(
                 &self.path,
@@ -180,12 +177,7 @@ impl Segment {
     }
 
     /// A batch at or before the one holding `offset`: its byte position and base offset.
-    pub(crate) fn seek(
-        &self,
-        fs: &dyn cairn_fs::Fs,
-        offset: u64,
-        interval: u64,
-    ) -> Result<(u64, u64)> {
+    pub(crate) fn seek(&self, fs: &dyn cairn_fs::Fs, offset: u64, interval: u64) -> Result<(u64, u64)> {
         let rel = u32::try_from(offset.saturating_sub(self.base)).unwrap_or(u32::MAX);
         let entry = match self.sealed.get() {
             None => {
@@ -194,10 +186,7 @@ impl Segment {
             }
             Some(sealed) => self.sealed_entries(fs, sealed, interval)?.floor(rel),
         };
-        Ok((
-            u64::from(entry.position),
-            self.base + u64::from(entry.rel_offset),
-        ))
+        Ok((u64::from(entry.position), self.base + u64::from(entry.rel_offset)))
     }
 
     /// The index entries of a sealed segment: from its checked index file, or rebuilt by
@@ -223,12 +212,9 @@ impl Segment {
             Some(entries) => entries,
             None => {
                 let data = self.data(sealed)?;
-                let bytes = data
-                    .get(..sealed.summary.segment_bytes as usize)
-                    .unwrap_or_default();
+                let bytes = data.get(..sealed.summary.segment_bytes as usize).unwrap_or_default();
                 let scan = scan_mapped(&self.path, bytes, self.base, interval)?;
-                if scan.next_offset != sealed.summary.next_offset
-                    || scan.end != sealed.summary.segment_bytes
+                if scan.next_offset != sealed.summary.next_offset || scan.end != sealed.summary.segment_bytes
                 {
                     return Err(Error::corruption(
                         &self.path,
@@ -260,20 +246,15 @@ pub(crate) struct Scan {
 
 impl Scan {
     fn new(base: u64) -> Scan {
-        Scan {
-            next_offset: base,
-            ..Scan::default()
-        }
+        Scan { next_offset: base, ..Scan::default() }
     }
 
     /// Records a valid batch at `position`, adding an index entry every `interval` bytes.
     pub(crate) fn add(&mut self, base: u64, position: u64, info: &BatchInfo, interval: u64) {
         let last_indexed = self.entries.last().map_or(0, |e| u64::from(e.position));
         if position > 0 && position - last_indexed >= interval {
-            self.entries.push(Entry {
-                rel_offset: (info.base_offset - base) as u32,
-                position: position as u32,
-            });
+            self.entries
+                .push(Entry { rel_offset: (info.base_offset - base) as u32, position: position as u32 });
         }
         self.end = position + info.length as u64;
         self.next_offset = info.next_offset();
@@ -289,8 +270,8 @@ pub(crate) fn scan_mapped(path: &Path, data: &[u8], base: u64, interval: u64) ->
     while scan.end < data.len() as u64 {
         let position = scan.end;
         let rest = data.get(position as usize..).unwrap_or_default();
-        let info = batch::check(rest, scan.next_offset)
-            .map_err(|kind| Error::corruption(path, position, kind))?;
+        let info =
+            batch::check(rest, scan.next_offset).map_err(|kind| Error::corruption(path, position, kind))?;
         scan.add(base, position, &info, interval);
     }
     Ok(scan)
@@ -300,11 +281,7 @@ pub(crate) fn scan_mapped(path: &Path, data: &[u8], base: u64, interval: u64) ->
 #[derive(Debug)]
 pub(crate) enum Step<'a> {
     /// A valid batch at `position`.
-    Batch {
-        position: u64,
-        info: BatchInfo,
-        bytes: &'a [u8],
-    },
+    Batch { position: u64, info: BatchInfo, bytes: &'a [u8] },
     /// The end of the scanned range, at a batch boundary.
     End,
     /// Bytes at `position` that are not a valid batch at the expected offset.
@@ -326,11 +303,7 @@ const SCAN_CHUNK: usize = 256 * 1024;
 
 impl FileScan {
     pub(crate) fn new(position: u64) -> FileScan {
-        FileScan {
-            position,
-            buf: Vec::new(),
-            buf_start: position,
-        }
+        FileScan { position, buf: Vec::new(), buf_start: position }
     }
 
     /// Moves to `position`, keeping buffered bytes that are still valid.
@@ -344,9 +317,7 @@ impl FileScan {
         let covered = self.position >= self.buf_start
             && (self.buf.len() as u64) >= (self.position - self.buf_start) + need as u64;
         if !covered {
-            let want = need
-                .max(SCAN_CHUNK)
-                .min(limit.saturating_sub(self.position) as usize);
+            let want = need.max(SCAN_CHUNK).min(limit.saturating_sub(self.position) as usize);
             self.buf.resize(want, 0);
             self.buf_start = self.position;
             if let Err(e) = file.read_exact_at(&mut self.buf, self.position) {
@@ -363,12 +334,7 @@ impl FileScan {
     }
 
     /// The next batch of `file` before byte `limit`, expected to start at offset `expected`.
-    pub(crate) fn next(
-        &mut self,
-        file: &dyn File,
-        limit: u64,
-        expected: u64,
-    ) -> io::Result<Step<'_>> {
+    pub(crate) fn next(&mut self, file: &dyn File, limit: u64, expected: u64) -> io::Result<Step<'_>> {
         let position = self.position;
         let available = limit.saturating_sub(position);
         if available == 0 {
@@ -384,11 +350,7 @@ impl FileScan {
         match batch::check(self.window(position, length), expected) {
             Ok(info) => {
                 self.position += length as u64;
-                Ok(Step::Batch {
-                    position,
-                    info,
-                    bytes: self.window(position, length),
-                })
+                Ok(Step::Batch { position, info, bytes: self.window(position, length) })
             }
             Err(kind) => Ok(Step::Invalid { position, kind }),
         }

@@ -16,11 +16,8 @@ impl Watermark {
     /// Publishes `value`. Release: every write made before this call (file bytes, index
     /// entries, segment list) is visible to a thread whose [`Watermark::load`] returns `value`.
     pub(crate) fn publish(&self, value: u64) {
-        let ordering = if mutants::active(mutants::PUBLISH_RELAXED) {
-            Ordering::Relaxed
-        } else {
-            Ordering::Release
-        };
+        let ordering =
+            if mutants::active(mutants::PUBLISH_RELAXED) { Ordering::Relaxed } else { Ordering::Release };
         self.0.store(value, ordering);
     }
 
@@ -55,10 +52,8 @@ mod loom_model {
 
     fn model() {
         loom::model(|| {
-            let file = Arc::new(File {
-                slots: [UnsafeCell::new(0), UnsafeCell::new(0)],
-                end: Watermark::new(0),
-            });
+            let file =
+                Arc::new(File { slots: [UnsafeCell::new(0), UnsafeCell::new(0)], end: Watermark::new(0) });
             let writer = {
                 let file = Arc::clone(&file);
                 loom::thread::spawn(move || {
@@ -70,11 +65,7 @@ mod loom_model {
             };
             let first = file.end.load();
             for (i, slot) in file.slots.iter().enumerate().take(first as usize) {
-                assert_eq!(
-                    slot.with(|p| unsafe { *p }),
-                    i as u64 + 1,
-                    "read an unpublished byte"
-                );
+                assert_eq!(slot.with(|p| unsafe { *p }), i as u64 + 1, "read an unpublished byte");
             }
             let second = file.end.load();
             assert!(second >= first, "the end went back");

@@ -7,12 +7,7 @@
 //! log, a second crash must again leave a prefix (a cut tail never comes back).
 //!
 //! `CAIRN_CRASH_IMAGES` sets how many seeded images the sweep checks (default 2000).
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::indexing_slicing,
-    missing_docs
-)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, missing_docs)]
 
 mod common;
 
@@ -25,10 +20,7 @@ use common::{Rec, first_record_in_new_segment_survives, recover_prefix, small_op
 
 #[test]
 fn seeded_crash_images_recover_a_durable_prefix() {
-    let target: usize = std::env::var("CAIRN_CRASH_IMAGES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(2000);
+    let target: usize = std::env::var("CAIRN_CRASH_IMAGES").ok().and_then(|v| v.parse().ok()).unwrap_or(2000);
     let mut images = 0;
     let mut workloads = 0u64;
     while images < target {
@@ -38,9 +30,7 @@ fn seeded_crash_images_recover_a_durable_prefix() {
         for (p, point) in points.iter().enumerate() {
             for k in 0..3u64 {
                 let image_seed = seed * 1_000_003 + p as u64 * 7 + k;
-                let image = point
-                    .snapshot
-                    .crash_image(image_seed, &CrashOptions::adversarial());
+                let image = point.snapshot.crash_image(image_seed, &CrashOptions::adversarial());
                 check_image(point, image, &options, image_seed, k == 1).unwrap();
                 images += 1;
             }
@@ -54,28 +44,16 @@ fn seeded_crash_images_recover_a_durable_prefix() {
 fn crash_at_every_sync_point_recovers_a_durable_prefix() {
     let options = small_options();
     let points = record_points(&options, &scripted());
-    assert!(
-        points.len() > 25,
-        "the scripted workload should sync often, got {} points",
-        points.len()
-    );
+    assert!(points.len() > 25, "the scripted workload should sync often, got {} points", points.len());
     for (p, point) in points.iter().enumerate() {
         let outcomes = [CrashOptions::durable_only(), CrashOptions::keep_all()];
         for (k, crash) in outcomes.iter().enumerate() {
-            check_image(
-                point,
-                point.snapshot.crash_image(p as u64, crash),
-                &options,
-                k as u64,
-                k == 0,
-            )
-            .unwrap();
+            check_image(point, point.snapshot.crash_image(p as u64, crash), &options, k as u64, k == 0)
+                .unwrap();
         }
         for seed in 0..4 {
             let image_seed = 90_000 + p as u64 * 10 + seed;
-            let image = point
-                .snapshot
-                .crash_image(image_seed, &CrashOptions::adversarial());
+            let image = point.snapshot.crash_image(image_seed, &CrashOptions::adversarial());
             check_image(point, image, &options, image_seed, seed % 2 == 0).unwrap();
         }
     }
@@ -104,13 +82,7 @@ fn process_kill_keeps_everything_written() {
     }
     log.flush().unwrap();
     let image = fs.crash_image(0, &CrashOptions::keep_all());
-    let records = recover_prefix(
-        Arc::new(image),
-        DIR.as_ref(),
-        &options,
-        &appended,
-        appended.len() as u64,
-    )
-    .unwrap();
+    let records =
+        recover_prefix(Arc::new(image), DIR.as_ref(), &options, &appended, appended.len() as u64).unwrap();
     assert_eq!(records.len(), appended.len());
 }

@@ -1,11 +1,6 @@
 //! Property tests: random sequences of appends, batches, flushes, syncs, truncations, reopens
 //! and reads against a model, on the simulator and on real files.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::indexing_slicing,
-    missing_docs
-)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, missing_docs)]
 
 mod common;
 
@@ -17,10 +12,7 @@ use common::{Op, Rec, TempDir, check, small_options};
 use proptest::prelude::*;
 
 fn rec() -> impl Strategy<Value = Rec> {
-    (
-        any::<u64>(),
-        prop_oneof![Just(16usize), Just(200), Just(1500)],
-    )
+    (any::<u64>(), prop_oneof![Just(16usize), Just(200), Just(1500)])
         .prop_map(|(seed, max)| Rec::generate(seed, max))
 }
 
@@ -37,16 +29,14 @@ fn op() -> impl Strategy<Value = Op> {
 }
 
 fn options() -> impl Strategy<Value = LogOptions> {
-    (
-        prop_oneof![Just(0usize), Just(512), Just(64 << 10)],
-        prop_oneof![Just(4096u64), Just(16384)],
-    )
-        .prop_map(|(buffer, segment)| {
+    (prop_oneof![Just(0usize), Just(512), Just(64 << 10)], prop_oneof![Just(4096u64), Just(16384)]).prop_map(
+        |(buffer, segment)| {
             let mut options = small_options();
             options.write_buffer_bytes = buffer;
             options.segment_bytes_max = segment;
             options
-        })
+        },
+    )
 }
 
 proptest! {

@@ -1,19 +1,13 @@
 //! Proof that the crash tests can fail: each test switches on one deliberate bug (a "mutant",
 //! see `cairn_changelog::mutants`) and expects the probe that guards against it to report a
 //! violation. The same probes pass on the real code in `crash.rs`.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::indexing_slicing,
-    missing_docs
-)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, missing_docs)]
 
 mod common;
 
 use cairn_changelog::mutants;
 use common::{
-    concurrent_sync_waits_for_a_covering_fsync, cut_tail_stays_cut,
-    first_record_in_new_segment_survives,
+    concurrent_sync_waits_for_a_covering_fsync, cut_tail_stays_cut, first_record_in_new_segment_survives,
 };
 
 /// Runs `probe` with the named mutant on and returns its verdict.
@@ -29,16 +23,10 @@ fn with_mutant<T>(name: &'static str, probe: impl FnOnce() -> T) -> T {
 }
 
 #[test]
-fn roll_without_directory_sync_is_caught_by_the_new_segment_probe() {
-    let verdict = with_mutant(
-        mutants::ROLL_SKIPS_DIR_SYNC,
-        first_record_in_new_segment_survives,
-    );
-    let violation = verdict.expect_err("the probe passed with the roll's directory sync removed");
-    assert!(
-        violation.contains("lost acknowledged records"),
-        "{violation}"
-    );
+fn new_segment_without_directory_sync_is_caught_by_the_new_segment_probe() {
+    let verdict = with_mutant(mutants::NEW_SEGMENT_SKIPS_DIR_SYNC, first_record_in_new_segment_survives);
+    let violation = verdict.expect_err("the probe passed with the directory sync after a roll removed");
+    assert!(violation.contains("lost acknowledged records"), "{violation}");
 }
 
 #[test]
@@ -50,10 +38,7 @@ fn recovery_without_the_tail_cut_is_caught_by_the_resurrection_probe() {
 
 #[test]
 fn acknowledgement_without_fsync_is_caught_by_the_group_commit_probe() {
-    let verdict = with_mutant(
-        mutants::ACK_WITHOUT_SYNC,
-        concurrent_sync_waits_for_a_covering_fsync,
-    );
+    let verdict = with_mutant(mutants::ACK_WITHOUT_SYNC, concurrent_sync_waits_for_a_covering_fsync);
     verdict.expect_err("the probe passed with acknowledgements before the fsync");
 }
 

@@ -44,9 +44,7 @@ pub mod sim;
 
 pub use mapping::Mapping;
 pub use real::RealFs;
-pub use sim::{
-    CrashOptions, FaultEffect, FaultRule, Op, OpMatch, SimFs, SimSnapshot, SimStats, SyncPoint,
-};
+pub use sim::{CrashOptions, FaultEffect, FaultRule, Op, OpMatch, SimFs, SimSnapshot, SimStats, SyncPoint};
 
 /// How [`Fs::open`] opens a file. Every mode except `Read` opens for reading and writing.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

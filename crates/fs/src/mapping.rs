@@ -25,17 +25,13 @@ enum Inner {
 impl Mapping {
     /// A view over bytes held in memory.
     pub fn from_bytes(bytes: impl Into<Arc<[u8]>>) -> Mapping {
-        Mapping {
-            inner: Inner::Bytes(bytes.into()),
-        }
+        Mapping { inner: Inner::Bytes(bytes.into()) }
     }
 
     /// Maps `file` read-only, or returns an empty view for an empty file (mmap refuses length 0).
     pub(crate) fn map_file(file: &std::fs::File) -> io::Result<Mapping> {
         if file.metadata()?.len() == 0 {
-            return Ok(Mapping {
-                inner: Inner::Empty,
-            });
+            return Ok(Mapping { inner: Inner::Empty });
         }
         // SAFETY: memmap2 requires that the mapped file is not modified or truncated while the
         // map is alive, or reads may observe changing bytes or fault. The contract of
@@ -43,9 +39,7 @@ impl Mapping {
         // finished index files, which are never written again, and replaces a file by rename
         // (the old inode stays intact for existing maps) instead of cutting it while mapped.
         let map = unsafe { memmap2::Mmap::map(file)? };
-        Ok(Mapping {
-            inner: Inner::Mapped(map),
-        })
+        Ok(Mapping { inner: Inner::Mapped(map) })
     }
 
     /// Advises the kernel that the view will be read sequentially (read-ahead); a no-op for
@@ -83,9 +77,6 @@ impl fmt::Debug for Mapping {
             Inner::Mapped(_) => "mmap",
             Inner::Bytes(_) => "bytes",
         };
-        f.debug_struct("Mapping")
-            .field("kind", &kind)
-            .field("len", &self.len())
-            .finish()
+        f.debug_struct("Mapping").field("kind", &kind).field("len", &self.len()).finish()
     }
 }

@@ -33,9 +33,7 @@ impl Fs for RealFs {
             OpenMode::CreateNew => options.read(true).write(true).create_new(true),
             OpenMode::CreateTruncate => options.read(true).write(true).create(true).truncate(true),
         };
-        Ok(Box::new(RealFile {
-            file: options.open(path)?,
-        }))
+        Ok(Box::new(RealFile { file: options.open(path)? }))
     }
 
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
@@ -47,9 +45,8 @@ impl Fs for RealFs {
     }
 
     fn list_dir(&self, path: &Path) -> io::Result<Vec<OsString>> {
-        let mut names = fs::read_dir(path)?
-            .map(|entry| entry.map(|e| e.file_name()))
-            .collect::<io::Result<Vec<_>>>()?;
+        let mut names =
+            fs::read_dir(path)?.map(|entry| entry.map(|e| e.file_name())).collect::<io::Result<Vec<_>>>()?;
         names.sort();
         Ok(names)
     }
@@ -75,12 +72,7 @@ impl Fs for RealFs {
     }
 
     fn lock_file(&self, path: &Path) -> io::Result<FileLock> {
-        let file = fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(path)?;
+        let file = fs::OpenOptions::new().read(true).write(true).create(true).truncate(false).open(path)?;
         match file.try_lock() {
             Ok(()) => Ok(FileLock::new(Box::new(file))),
             Err(fs::TryLockError::WouldBlock) => Err(io::Error::new(

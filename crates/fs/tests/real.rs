@@ -2,12 +2,7 @@
 //!
 //! Every check is written once against `&dyn Fs` and run on `RealFs` and then on `SimFs`, so the
 //! simulator is held to the semantics of the real file system for everything the two share.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::indexing_slicing,
-    missing_docs
-)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, missing_docs)]
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -24,9 +19,7 @@ struct TempDir {
 impl TempDir {
     fn new(name: &str) -> TempDir {
         static NEXT: AtomicU64 = AtomicU64::new(0);
-        let nanos = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos());
+        let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos());
         let unique = format!(
             "cairn-fs-test-{}-{}-{nanos}-{name}",
             std::process::id(),
@@ -69,11 +62,7 @@ fn read_all(file: &dyn File) -> Vec<u8> {
 }
 
 fn names(fs: &dyn Fs, dir: &Path) -> Vec<String> {
-    fs.list_dir(dir)
-        .unwrap()
-        .into_iter()
-        .map(|name| name.into_string().unwrap())
-        .collect()
+    fs.list_dir(dir).unwrap().into_iter().map(|name| name.into_string().unwrap()).collect()
 }
 
 #[test]
@@ -95,20 +84,12 @@ fn positional_writes_and_reads_round_trip() {
         file.write_all_at(b"J", 1).unwrap();
         assert_eq!(file.len().unwrap(), 12);
         assert_eq!(fs.file_len(&path).unwrap(), 12);
-        assert_eq!(
-            read_all(file.as_ref()),
-            b"hJllo\0\0\0\0\0XY",
-            "a write past the end leaves zeros"
-        );
+        assert_eq!(read_all(file.as_ref()), b"hJllo\0\0\0\0\0XY", "a write past the end leaves zeros");
         let mut buf = [0; 3];
         assert_eq!(file.read_at(&mut buf, 2).unwrap(), 3);
         assert_eq!(&buf, b"llo");
         let again = fs.open(&path, OpenMode::Read).unwrap();
-        assert_eq!(
-            read_all(again.as_ref()),
-            b"hJllo\0\0\0\0\0XY",
-            "another handle sees the bytes"
-        );
+        assert_eq!(read_all(again.as_ref()), b"hJllo\0\0\0\0\0XY", "another handle sees the bytes");
     });
 }
 
@@ -118,22 +99,12 @@ fn read_past_end_returns_zero_and_read_exact_fails_with_unexpected_eof() {
         let file = fs.open(&root.join("f"), OpenMode::CreateNew).unwrap();
         file.write_all_at(b"0123456789", 0).unwrap();
         let mut buf = [0; 8];
-        assert_eq!(
-            file.read_at(&mut buf, 6).unwrap(),
-            4,
-            "a read at the end is short"
-        );
+        assert_eq!(file.read_at(&mut buf, 6).unwrap(), 4, "a read at the end is short");
         assert_eq!(&buf[..4], b"6789");
         assert_eq!(file.read_at(&mut buf, 10).unwrap(), 0);
         assert_eq!(file.read_at(&mut buf, 1000).unwrap(), 0);
-        assert_eq!(
-            err_kind(file.read_exact_at(&mut buf, 6)),
-            io::ErrorKind::UnexpectedEof
-        );
-        assert_eq!(
-            err_kind(file.read_exact_at(&mut buf, 100)),
-            io::ErrorKind::UnexpectedEof
-        );
+        assert_eq!(err_kind(file.read_exact_at(&mut buf, 6)), io::ErrorKind::UnexpectedEof);
+        assert_eq!(err_kind(file.read_exact_at(&mut buf, 100)), io::ErrorKind::UnexpectedEof);
         let mut exact = [0; 4];
         file.read_exact_at(&mut exact, 6).unwrap();
         assert_eq!(&exact, b"6789");
@@ -149,11 +120,7 @@ fn set_len_cuts_and_extends_with_zeros() {
         file.set_len(3).unwrap();
         assert_eq!(read_all(file.as_ref()), b"abc");
         file.set_len(6).unwrap();
-        assert_eq!(
-            read_all(file.as_ref()),
-            b"abc\0\0\0",
-            "cut bytes do not come back"
-        );
+        assert_eq!(read_all(file.as_ref()), b"abc\0\0\0", "cut bytes do not come back");
         file.set_len(0).unwrap();
         assert_eq!(file.len().unwrap(), 0);
     });
@@ -176,11 +143,7 @@ fn map_shows_the_file_bytes_and_is_empty_for_an_empty_file() {
         assert_eq!(&*map, data.as_slice());
         assert_eq!(map.as_ref().len(), 10_000);
         let reader = fs.open(&root.join("f"), OpenMode::Read).unwrap();
-        assert_eq!(
-            &*reader.map().unwrap(),
-            data.as_slice(),
-            "a read-only handle can map"
-        );
+        assert_eq!(&*reader.map().unwrap(), data.as_slice(), "a read-only handle can map");
     });
 }
 
@@ -200,11 +163,7 @@ fn rename_replaces_an_existing_target() {
         assert!(!fs.exists(&temp).unwrap());
         let reopened = fs.open(&target, OpenMode::Read).unwrap();
         assert_eq!(read_all(reopened.as_ref()), b"new");
-        assert_eq!(
-            read_all(old.as_ref()),
-            b"old and longer",
-            "the replaced file lives on in its handle"
-        );
+        assert_eq!(read_all(old.as_ref()), b"old and longer", "the replaced file lives on in its handle");
         assert_eq!(names(fs, root), ["target"]);
         assert_eq!(err_kind(fs.rename(&temp, &target)), io::ErrorKind::NotFound);
     });
@@ -236,10 +195,7 @@ fn list_dir_is_sorted_by_name() {
         assert_eq!(names(fs, root), ["B", "a10", "a2", "b10", "b9", "c", "sub"]);
         assert_eq!(names(fs, &root.join("sub")), ["deeper"]);
         assert!(names(fs, &root.join("sub/deeper")).is_empty());
-        assert_eq!(
-            err_kind(fs.list_dir(&root.join("missing"))),
-            io::ErrorKind::NotFound
-        );
+        assert_eq!(err_kind(fs.list_dir(&root.join("missing"))), io::ErrorKind::NotFound);
     });
 }
 
@@ -254,10 +210,7 @@ fn syncs_succeed_on_files_and_directories() {
         fs.sync_dir(&root.join("a/b")).unwrap();
         fs.sync_dir(&root.join("a")).unwrap();
         fs.sync_dir(root).unwrap();
-        assert_eq!(
-            err_kind(fs.sync_dir(&root.join("missing"))),
-            io::ErrorKind::NotFound
-        );
+        assert_eq!(err_kind(fs.sync_dir(&root.join("missing"))), io::ErrorKind::NotFound);
         let reader = fs.open(&root.join("a/b/f"), OpenMode::Read).unwrap();
         reader.sync_data().unwrap();
     });
@@ -273,10 +226,7 @@ fn lock_file_is_exclusive_and_released_on_drop() {
         let other = fs.lock_file(&root.join("OTHER")).unwrap();
         drop(guard);
         let again = fs.lock_file(&path).unwrap();
-        assert_eq!(
-            err_kind(fs.lock_file(&root.join("OTHER"))),
-            io::ErrorKind::WouldBlock
-        );
+        assert_eq!(err_kind(fs.lock_file(&root.join("OTHER"))), io::ErrorKind::WouldBlock);
         drop((again, other));
         fs.lock_file(&root.join("OTHER")).unwrap();
     });
@@ -299,41 +249,19 @@ fn open_modes_create_refuse_and_truncate_as_documented() {
         let path = root.join("f");
         let file = fs.open(&path, OpenMode::CreateNew).unwrap();
         file.write_all_at(b"contents", 0).unwrap();
-        assert_eq!(
-            err_kind(fs.open(&path, OpenMode::CreateNew)),
-            io::ErrorKind::AlreadyExists
-        );
-        assert_eq!(
-            err_kind(fs.open(&root.join("missing"), OpenMode::Read)),
-            io::ErrorKind::NotFound
-        );
-        assert_eq!(
-            err_kind(fs.open(&root.join("missing"), OpenMode::ReadWrite)),
-            io::ErrorKind::NotFound
-        );
-        assert_eq!(
-            err_kind(fs.open(&root.join("no/f"), OpenMode::CreateNew)),
-            io::ErrorKind::NotFound
-        );
+        assert_eq!(err_kind(fs.open(&path, OpenMode::CreateNew)), io::ErrorKind::AlreadyExists);
+        assert_eq!(err_kind(fs.open(&root.join("missing"), OpenMode::Read)), io::ErrorKind::NotFound);
+        assert_eq!(err_kind(fs.open(&root.join("missing"), OpenMode::ReadWrite)), io::ErrorKind::NotFound);
+        assert_eq!(err_kind(fs.open(&root.join("no/f"), OpenMode::CreateNew)), io::ErrorKind::NotFound);
 
         let reader = fs.open(&path, OpenMode::Read).unwrap();
-        assert!(
-            reader.write_at(b"x", 0).is_err(),
-            "a read-only handle cannot write"
-        );
-        assert!(
-            reader.set_len(0).is_err(),
-            "a read-only handle cannot change the length"
-        );
+        assert!(reader.write_at(b"x", 0).is_err(), "a read-only handle cannot write");
+        assert!(reader.set_len(0).is_err(), "a read-only handle cannot change the length");
         assert_eq!(read_all(reader.as_ref()), b"contents");
 
         let writer = fs.open(&path, OpenMode::ReadWrite).unwrap();
         writer.write_all_at(b"C", 0).unwrap();
-        assert_eq!(
-            read_all(reader.as_ref()),
-            b"Contents",
-            "ReadWrite keeps the contents"
-        );
+        assert_eq!(read_all(reader.as_ref()), b"Contents", "ReadWrite keeps the contents");
 
         let truncated = fs.open(&path, OpenMode::CreateTruncate).unwrap();
         assert_eq!(truncated.len().unwrap(), 0);
@@ -371,18 +299,9 @@ fn exists_and_create_dir_all_see_files_and_directories() {
         assert!(fs.exists(&root.join("a/b/c")).unwrap());
         fs.open(&root.join("a/f"), OpenMode::CreateNew).unwrap();
         assert!(fs.exists(&root.join("a/f")).unwrap());
-        assert!(
-            fs.create_dir_all(&root.join("a/f/g")).is_err(),
-            "a file is in the way"
-        );
-        assert!(
-            fs.open(&root.join("a/b"), OpenMode::ReadWrite).is_err(),
-            "a directory is not a file"
-        );
-        assert!(
-            fs.remove_file(&root.join("a/b")).is_err(),
-            "remove_file does not remove directories"
-        );
+        assert!(fs.create_dir_all(&root.join("a/f/g")).is_err(), "a file is in the way");
+        assert!(fs.open(&root.join("a/b"), OpenMode::ReadWrite).is_err(), "a directory is not a file");
+        assert!(fs.remove_file(&root.join("a/b")).is_err(), "remove_file does not remove directories");
         assert_eq!(names(fs, &root.join("a")), ["b", "f"]);
     });
 }

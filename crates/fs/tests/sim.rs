@@ -3,12 +3,7 @@
 //!
 //! Each test builds a small state whose possible crash outcomes can be told apart byte by byte,
 //! then checks every image over a range of seeds against what the model allows.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::indexing_slicing,
-    missing_docs
-)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, missing_docs)]
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io;
@@ -90,11 +85,7 @@ fn unsynced_write_is_lost_in_durable_only_image() {
     let fs = SimFs::new(1);
     let file = durable_file(&fs, "/d/f", b"base");
     file.write_all_at(b"more", 4).unwrap();
-    assert_eq!(
-        fs.contents(p("/d/f")).unwrap(),
-        b"basemore",
-        "reads see the unsynced write"
-    );
+    assert_eq!(fs.contents(p("/d/f")).unwrap(), b"basemore", "reads see the unsynced write");
 
     for seed in 0..20 {
         let image = fs.crash_image(seed, &CrashOptions::durable_only());
@@ -115,11 +106,7 @@ fn unsynced_write_and_entries_are_kept_in_keep_all_image() {
 
     for seed in 0..20 {
         let image = fs.crash_image(seed, &CrashOptions::keep_all());
-        assert_eq!(
-            tree_of(&image),
-            tree_of(&fs),
-            "seed {seed}: a process kill keeps everything"
-        );
+        assert_eq!(tree_of(&image), tree_of(&fs), "seed {seed}: a process kill keeps everything");
         assert_eq!(image.contents(p("/d/f")).unwrap(), b"Xasemor");
     }
 }
@@ -128,11 +115,7 @@ fn unsynced_write_and_entries_are_kept_in_keep_all_image() {
 fn sync_data_makes_data_and_length_durable() {
     let fs = SimFs::new(1);
     let file = durable_file(&fs, "/f", b"");
-    let durable = |fs: &SimFs| {
-        fs.crash_image(9, &CrashOptions::durable_only())
-            .contents(p("/f"))
-            .unwrap()
-    };
+    let durable = |fs: &SimFs| fs.crash_image(9, &CrashOptions::durable_only()).contents(p("/f")).unwrap();
 
     file.write_all_at(b"hello world", 0).unwrap();
     assert_eq!(durable(&fs), b"");
@@ -140,21 +123,13 @@ fn sync_data_makes_data_and_length_durable() {
     assert_eq!(durable(&fs), b"hello world");
 
     file.set_len(5).unwrap();
-    assert_eq!(
-        durable(&fs),
-        b"hello world",
-        "an unsynced shrink is not durable"
-    );
+    assert_eq!(durable(&fs), b"hello world", "an unsynced shrink is not durable");
     file.sync_data().unwrap();
     assert_eq!(durable(&fs), b"hello");
 
     file.set_len(8).unwrap();
     file.sync_data().unwrap();
-    assert_eq!(
-        durable(&fs),
-        b"hello\0\0\0",
-        "an extension is durable with its zeros"
-    );
+    assert_eq!(durable(&fs), b"hello\0\0\0", "an extension is durable with its zeros");
 
     file.write_all_at(b"!", 20).unwrap();
     file.sync_all().unwrap();
@@ -175,10 +150,7 @@ fn new_file_entry_is_not_durable_until_its_directory_is_synced() {
 
     let image = fs.crash_image(1, &CrashOptions::durable_only());
     assert!(image.exists(p("/d")).unwrap());
-    assert!(
-        !image.exists(p("/d/f")).unwrap(),
-        "a file's fsync does not make its entry durable"
-    );
+    assert!(!image.exists(p("/d/f")).unwrap(), "a file's fsync does not make its entry durable");
     let image = fs.crash_image(1, &CrashOptions::keep_all());
     assert_eq!(image.contents(p("/d/f")).unwrap(), b"data");
 
@@ -201,11 +173,7 @@ fn directory_made_by_create_dir_all_needs_its_own_parent_synced() {
 
     fs.sync_dir(p("/")).unwrap();
     let image = durable(&fs);
-    assert_eq!(
-        image.keys().collect::<Vec<_>>(),
-        [p("/a")],
-        "/a/b is not durable in /a yet"
-    );
+    assert_eq!(image.keys().collect::<Vec<_>>(), [p("/a")], "/a/b is not durable in /a yet");
 
     fs.sync_dir(p("/a")).unwrap();
     let image = durable(&fs);
@@ -227,16 +195,9 @@ fn rename_over_synced_target_leaves_exactly_old_or_new_after_any_crash() {
     for seed in 0..500 {
         let image = fs.crash_image(seed, &CrashOptions::adversarial());
         let target = image.contents(p("/d/target")).unwrap();
-        assert!(
-            target == old || target == new,
-            "seed {seed}: target holds {target:?}"
-        );
+        assert!(target == old || target == new, "seed {seed}: target holds {target:?}");
         let temp_left = image.exists(p("/d/target.tmp")).unwrap();
-        assert_eq!(
-            temp_left,
-            target == old,
-            "seed {seed}: the rename is all or nothing"
-        );
+        assert_eq!(temp_left, target == old, "seed {seed}: the rename is all or nothing");
         seen.insert(target);
     }
     assert_eq!(seen.len(), 2, "both outcomes of an unsynced rename occur");
@@ -256,10 +217,7 @@ fn unsynced_removal_can_come_back_after_crash() {
 
     fs.sync_dir(p("/d")).unwrap();
     let image = fs.crash_image(1, &CrashOptions::durable_only());
-    assert!(
-        !image.exists(p("/d/f")).unwrap(),
-        "a synced removal is final"
-    );
+    assert!(!image.exists(p("/d/f")).unwrap(), "a synced removal is final");
 }
 
 #[test]
@@ -275,19 +233,12 @@ fn cross_directory_rename_halves_survive_together() {
         let image = fs.crash_image(seed, &CrashOptions::adversarial());
         let in_source = image.exists(p("/a/x")).unwrap();
         let in_target = image.exists(p("/b/y")).unwrap();
-        assert_ne!(
-            in_source, in_target,
-            "seed {seed}: the file is in exactly one place"
-        );
+        assert_ne!(in_source, in_target, "seed {seed}: the file is in exactly one place");
         let path = if in_source { "/a/x" } else { "/b/y" };
         assert_eq!(image.contents(p(path)).unwrap(), b"moving");
         seen.insert(in_target);
     }
-    assert_eq!(
-        seen.len(),
-        2,
-        "the rename both survives and vanishes over the seeds"
-    );
+    assert_eq!(seen.len(), 2, "the rename both survives and vanishes over the seeds");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -343,11 +294,7 @@ fn adversarial_crashes_produce_every_write_outcome() {
     for seed in 0..2000 {
         let image = fs.crash_image(seed, &CrashOptions::adversarial());
         let bytes = image.contents(p("/d/w")).unwrap();
-        assert_eq!(
-            bytes.len(),
-            16384,
-            "seed {seed}: a write inside the file keeps its length"
-        );
+        assert_eq!(bytes.len(), 16384, "seed {seed}: a write inside the file keeps its length");
         assert!(
             bytes[..100].iter().chain(&bytes[9100..]).all(|&b| b == OLD),
             "seed {seed}: outside the write"
@@ -395,8 +342,7 @@ fn same_seed_gives_identical_crash_images() {
         one.write_all_at(&[4; 1000], 1900).unwrap();
         let two = fs.open(p("/a/two"), OpenMode::ReadWrite).unwrap();
         for i in 0..8u8 {
-            two.write_all_at(&[10 + i; 700], u64::from(i) * 600)
-                .unwrap();
+            two.write_all_at(&[10 + i; 700], u64::from(i) * 600).unwrap();
         }
         fs.create_dir_all(p("/b/c")).unwrap();
         let three = fs.open(p("/b/c/three"), OpenMode::CreateNew).unwrap();
@@ -412,31 +358,12 @@ fn same_seed_gives_identical_crash_images() {
     let mut distinct = BTreeSet::new();
     for seed in 0..50 {
         let image = tree_of(&first.crash_image(seed, &CrashOptions::adversarial()));
-        assert_eq!(
-            image,
-            tree_of(&first.crash_image(seed, &CrashOptions::adversarial())),
-            "seed {seed}"
-        );
-        assert_eq!(
-            image,
-            tree_of(
-                &first
-                    .snapshot()
-                    .crash_image(seed, &CrashOptions::adversarial())
-            )
-        );
-        assert_eq!(
-            image,
-            tree_of(&second.crash_image(seed, &CrashOptions::adversarial())),
-            "seed {seed}"
-        );
+        assert_eq!(image, tree_of(&first.crash_image(seed, &CrashOptions::adversarial())), "seed {seed}");
+        assert_eq!(image, tree_of(&first.snapshot().crash_image(seed, &CrashOptions::adversarial())));
+        assert_eq!(image, tree_of(&second.crash_image(seed, &CrashOptions::adversarial())), "seed {seed}");
         distinct.insert(format!("{image:?}"));
     }
-    assert!(
-        distinct.len() > 25,
-        "different seeds give different images ({} distinct)",
-        distinct.len()
-    );
+    assert!(distinct.len() > 25, "different seeds give different images ({} distinct)", distinct.len());
 }
 
 /// Checks that within `[start, end)` every piece cut by absolute multiples of `unit` is uniform
@@ -467,16 +394,8 @@ fn sector_torn_writes_cut_only_at_absolute_512_byte_boundaries() {
     for seed in 0..300 {
         let bytes = fs.crash_image(seed, &options).contents(p("/f")).unwrap();
         assert_eq!(bytes.len(), 8192);
-        assert!(
-            bytes.iter().all(|&b| b == 0x11 || b == 0xFF),
-            "seed {seed}: only old or new bytes"
-        );
-        assert!(
-            bytes[..300]
-                .iter()
-                .chain(&bytes[5300..])
-                .all(|&b| b == 0x11)
-        );
+        assert!(bytes.iter().all(|&b| b == 0x11 || b == 0xFF), "seed {seed}: only old or new bytes");
+        assert!(bytes[..300].iter().chain(&bytes[5300..]).all(|&b| b == 0x11));
         if check_torn_at(&bytes, 300, 5300, 512, seed) {
             torn += 1;
         }
@@ -495,10 +414,7 @@ fn page_torn_writes_cut_only_at_absolute_4096_byte_boundaries() {
     for seed in 0..300 {
         let bytes = fs.crash_image(seed, &options).contents(p("/f")).unwrap();
         assert_eq!(bytes.len(), 20480);
-        assert!(
-            bytes.iter().all(|&b| b == 0x11 || b == 0xFF),
-            "seed {seed}: only old or new bytes"
-        );
+        assert!(bytes.iter().all(|&b| b == 0x11 || b == 0xFF), "seed {seed}: only old or new bytes");
         if check_torn_at(&bytes, 1000, end, 4096, seed) {
             torn += 1;
         }
@@ -517,17 +433,10 @@ fn byte_torn_write_keeps_a_strict_prefix() {
         let bytes = fs.crash_image(seed, &options).contents(p("/f")).unwrap();
         let kept = bytes[500..3500].iter().take_while(|&&b| b == 0xFF).count();
         assert!(kept < 3000, "seed {seed}: a torn write is never whole");
-        assert!(
-            bytes[500 + kept..].iter().all(|&b| b == 0x11),
-            "seed {seed}: no hole in the prefix"
-        );
+        assert!(bytes[500 + kept..].iter().all(|&b| b == 0x11), "seed {seed}: no hole in the prefix");
         cuts.insert(kept);
     }
-    assert!(
-        cuts.len() > 200,
-        "cuts fall at many positions ({})",
-        cuts.len()
-    );
+    assert!(cuts.len() > 200, "cuts fall at many positions ({})", cuts.len());
 }
 
 #[test]
@@ -548,20 +457,9 @@ fn writes_before_a_surviving_set_len_never_land_after_it() {
     let mut lengths = BTreeSet::new();
     for seed in 0..1000 {
         let bytes = fs.crash_image(seed, &options).contents(p("/f")).unwrap();
-        assert!(
-            bytes.len() == 10 || bytes.len() == 51,
-            "seed {seed}: length {}",
-            bytes.len()
-        );
-        assert!(
-            bytes[..10].iter().all(|b| b"AD\0".contains(b)),
-            "seed {seed}: {:?}",
-            &bytes[..10]
-        );
-        assert!(
-            bytes[10..bytes.len().min(50)].iter().all(|&b| b == 0),
-            "seed {seed}: cut data came back"
-        );
+        assert!(bytes.len() == 10 || bytes.len() == 51, "seed {seed}: length {}", bytes.len());
+        assert!(bytes[..10].iter().all(|b| b"AD\0".contains(b)), "seed {seed}: {:?}", &bytes[..10]);
+        assert!(bytes[10..bytes.len().min(50)].iter().all(|&b| b == 0), "seed {seed}: cut data came back");
         if let Some(&last) = bytes.get(50) {
             assert!(last == b'B' || last == 0, "seed {seed}");
         }
@@ -580,24 +478,13 @@ fn failed_file_sync_drops_pending_data_though_reads_still_show_it() {
     file.write_all_at(b"lost", 0).unwrap();
     fs.inject(FaultRule::fail_file_sync());
     assert!(file.sync_data().is_err());
-    assert!(
-        file.sync_all().is_err(),
-        "the rule keeps firing until cleared"
-    );
+    assert!(file.sync_all().is_err(), "the rule keeps firing until cleared");
     fs.clear_faults();
     file.sync_data().unwrap();
 
-    assert_eq!(
-        fs.contents(p("/d/f")).unwrap(),
-        b"lost",
-        "the page cache still shows the data"
-    );
+    assert_eq!(fs.contents(p("/d/f")).unwrap(), b"lost", "the page cache still shows the data");
     assert_eq!(read_all(file.as_ref()), b"lost");
-    for options in [
-        CrashOptions::durable_only(),
-        CrashOptions::keep_all(),
-        CrashOptions::adversarial(),
-    ] {
+    for options in [CrashOptions::durable_only(), CrashOptions::keep_all(), CrashOptions::adversarial()] {
         for seed in 0..20 {
             let image = fs.crash_image(seed, &options);
             assert_eq!(
@@ -611,16 +498,8 @@ fn failed_file_sync_drops_pending_data_though_reads_still_show_it() {
     file.write_all_at(b"more", 4).unwrap();
     file.sync_data().unwrap();
     let image = fs.crash_image(1, &CrashOptions::durable_only());
-    assert_eq!(
-        image.contents(p("/d/f")).unwrap(),
-        b"\0\0\0\0more",
-        "later synced writes are durable"
-    );
-    assert_eq!(
-        fs.stats().file_syncs,
-        1 + 2,
-        "one sync in setup, two after the fault"
-    );
+    assert_eq!(image.contents(p("/d/f")).unwrap(), b"\0\0\0\0more", "later synced writes are durable");
+    assert_eq!(fs.stats().file_syncs, 1 + 2, "one sync in setup, two after the fault");
 }
 
 #[test]
@@ -632,10 +511,7 @@ fn capacity_limit_fails_growth_with_storage_full_and_changes_nothing() {
     file.write_all_at(b"12345678", 0).unwrap();
     let before = fs.stats();
 
-    assert_eq!(
-        err_kind(file.write_at(b"abc", 8)),
-        io::ErrorKind::StorageFull
-    );
+    assert_eq!(err_kind(file.write_at(b"abc", 8)), io::ErrorKind::StorageFull);
     assert_eq!(err_kind(file.set_len(11)), io::ErrorKind::StorageFull);
     assert_eq!(
         err_kind(file.write_at(b"x", 100)),
@@ -643,36 +519,17 @@ fn capacity_limit_fails_growth_with_storage_full_and_changes_nothing() {
         "a sparse write counts its hole"
     );
     let other = fs.open(p("/d/g"), OpenMode::CreateNew).unwrap();
-    assert_eq!(
-        err_kind(other.write_at(b"abc", 0)),
-        io::ErrorKind::StorageFull,
-        "the limit is for all files"
-    );
+    assert_eq!(err_kind(other.write_at(b"abc", 0)), io::ErrorKind::StorageFull, "the limit is for all files");
     assert_eq!(fs.contents(p("/d/f")).unwrap(), b"12345678");
     assert_eq!(fs.contents(p("/d/g")).unwrap(), b"");
     let after = fs.stats();
-    assert_eq!(
-        (after.writes, after.bytes_written),
-        (before.writes, before.bytes_written)
-    );
+    assert_eq!((after.writes, after.bytes_written), (before.writes, before.bytes_written));
     let image = fs.crash_image(1, &CrashOptions::keep_all());
-    assert_eq!(
-        image.contents(p("/d/f")).unwrap(),
-        b"12345678",
-        "no pending change was recorded"
-    );
+    assert_eq!(image.contents(p("/d/f")).unwrap(), b"12345678", "no pending change was recorded");
 
-    assert_eq!(
-        file.write_at(b"ab", 8).unwrap(),
-        2,
-        "filling up to the limit is allowed"
-    );
+    assert_eq!(file.write_at(b"ab", 8).unwrap(), 2, "filling up to the limit is allowed");
     file.write_all_at(b"zz", 0).unwrap();
-    assert_eq!(
-        fs.contents(p("/d/f")).unwrap(),
-        b"zz345678ab",
-        "overwriting needs no room"
-    );
+    assert_eq!(fs.contents(p("/d/f")).unwrap(), b"zz345678ab", "overwriting needs no room");
     file.set_len(4).unwrap();
     other.write_all_at(b"abcdef", 0).unwrap();
 
@@ -689,14 +546,8 @@ fn no_space_rule_fails_writes_length_changes_and_creations_without_changing_anyt
 
     assert_eq!(err_kind(file.write_at(b"x", 0)), io::ErrorKind::StorageFull);
     assert_eq!(err_kind(file.set_len(1)), io::ErrorKind::StorageFull);
-    assert_eq!(
-        err_kind(fs.open(p("/d/new"), OpenMode::CreateNew)),
-        io::ErrorKind::StorageFull
-    );
-    assert_eq!(
-        err_kind(fs.create_dir_all(p("/e"))),
-        io::ErrorKind::StorageFull
-    );
+    assert_eq!(err_kind(fs.open(p("/d/new"), OpenMode::CreateNew)), io::ErrorKind::StorageFull);
+    assert_eq!(err_kind(fs.create_dir_all(p("/e"))), io::ErrorKind::StorageFull);
     assert_eq!(fs.stats().faults, 4);
 
     assert_eq!(read_all(file.as_ref()), b"abc", "reads are not affected");
@@ -721,40 +572,21 @@ fn short_write_stores_a_prefix_and_write_all_at_completes() {
         file.set_len(0).unwrap();
         fs.inject(FaultRule::short_write().times(1));
         let n = file.write_at(&data[..10], 0).unwrap();
-        assert!(
-            (1..10).contains(&n),
-            "a short write stores at least one byte, not all ({n})"
-        );
+        assert!((1..10).contains(&n), "a short write stores at least one byte, not all ({n})");
         assert_eq!(fs.contents(p("/f")).unwrap(), &data[..n]);
         lengths.insert(n);
     }
-    assert_eq!(
-        lengths.len(),
-        9,
-        "every shorter length occurs ({lengths:?})"
-    );
-    assert_eq!(
-        file.write_at(&data, 0).unwrap(),
-        data.len(),
-        "each rule fired once"
-    );
+    assert_eq!(lengths.len(), 9, "every shorter length occurs ({lengths:?})");
+    assert_eq!(file.write_at(&data, 0).unwrap(), data.len(), "each rule fired once");
 
     file.set_len(0).unwrap();
     let writes_before = fs.stats().writes;
     fs.inject(FaultRule::short_write());
     file.write_all_at(&data, 0).unwrap();
     assert_eq!(fs.contents(p("/f")).unwrap(), data);
-    assert!(
-        fs.stats().writes - writes_before >= 2,
-        "write_all_at went on after a short write"
-    );
+    assert!(fs.stats().writes - writes_before >= 2, "write_all_at went on after a short write");
     file.sync_data().unwrap();
-    assert_eq!(
-        fs.crash_image(1, &CrashOptions::durable_only())
-            .contents(p("/f"))
-            .unwrap(),
-        data
-    );
+    assert_eq!(fs.crash_image(1, &CrashOptions::durable_only()).contents(p("/f")).unwrap(), data);
 }
 
 #[test]
@@ -798,27 +630,16 @@ fn failed_directory_sync_makes_nothing_durable() {
 
     assert!(fs.sync_dir(p("/d")).is_err());
     assert_eq!(fs.stats().dir_syncs, dir_syncs);
+    assert!(!fs.crash_image(1, &CrashOptions::durable_only()).exists(p("/d/f")).unwrap());
     assert!(
-        !fs.crash_image(1, &CrashOptions::durable_only())
-            .exists(p("/d/f"))
-            .unwrap()
-    );
-    assert!(
-        fs.crash_image(1, &CrashOptions::keep_all())
-            .exists(p("/d/f"))
-            .unwrap(),
+        fs.crash_image(1, &CrashOptions::keep_all()).exists(p("/d/f")).unwrap(),
         "the entry is still pending"
     );
     assert!(fs.exists(p("/d/f")).unwrap());
 
     fs.clear_faults();
     fs.sync_dir(p("/d")).unwrap();
-    assert_eq!(
-        fs.crash_image(1, &CrashOptions::durable_only())
-            .contents(p("/d/f"))
-            .unwrap(),
-        b"data"
-    );
+    assert_eq!(fs.crash_image(1, &CrashOptions::durable_only()).contents(p("/d/f")).unwrap(), b"data");
 }
 
 fn bits_differing(a: &[u8], b: &[u8]) -> u32 {
@@ -844,10 +665,7 @@ fn flip_bit_on_read_changes_exactly_one_bit_of_the_read_and_not_the_file() {
         assert_eq!(clean, data, "the rule fired once");
         assert_eq!(fs.contents(p("/f")).unwrap(), data, "the file is unchanged");
     }
-    assert!(
-        positions.len() > 5,
-        "the flipped bit moves around ({positions:?})"
-    );
+    assert!(positions.len() > 5, "the flipped bit moves around ({positions:?})");
     let image = fs.crash_image(1, &CrashOptions::durable_only());
     assert_eq!(image.contents(p("/f")).unwrap(), data);
 }
@@ -860,11 +678,7 @@ fn flip_bit_on_read_changes_exactly_one_bit_of_a_mapping_and_not_the_file() {
     fs.inject(FaultRule::flip_bit_on_read().times(1));
     let map = file.map().unwrap();
     assert_eq!(bits_differing(&map, &data), 1);
-    assert_eq!(
-        &*file.map().unwrap(),
-        data.as_slice(),
-        "the rule fired once"
-    );
+    assert_eq!(&*file.map().unwrap(), data.as_slice(), "the rule fired once");
     assert_eq!(fs.contents(p("/f")).unwrap(), data);
 }
 
@@ -880,12 +694,8 @@ fn script() -> [(&'static str, Step); 17] {
         ("sync_data", |_, f| f.sync_data()),
         ("sync_all", |_, f| f.sync_all()),
         ("map", |_, f| f.map().map(drop)),
-        ("create", |fs, _| {
-            fs.open(p("/d/g"), OpenMode::CreateNew).map(drop)
-        }),
-        ("open", |fs, _| {
-            fs.open(p("/d/f"), OpenMode::ReadWrite).map(drop)
-        }),
+        ("create", |fs, _| fs.open(p("/d/g"), OpenMode::CreateNew).map(drop)),
+        ("open", |fs, _| fs.open(p("/d/f"), OpenMode::ReadWrite).map(drop)),
         ("list_dir", |fs, _| fs.list_dir(p("/d")).map(drop)),
         ("exists", |fs, _| fs.exists(p("/d/f")).map(drop)),
         ("file_len", |fs, _| fs.file_len(p("/d/f")).map(drop)),
@@ -909,22 +719,10 @@ fn fail_nth_op_fails_exactly_the_nth_operation() {
         for (name, step) in &steps {
             let index = fs.stats().ops - base;
             let result = step(&fs, file.as_ref());
-            assert_eq!(
-                fs.stats().ops,
-                base + index + 1,
-                "{name} counts as one operation"
-            );
-            assert_eq!(
-                result.is_err(),
-                index == n,
-                "n = {n}: {name} (operation {index}) gave {result:?}"
-            );
+            assert_eq!(fs.stats().ops, base + index + 1, "{name} counts as one operation");
+            assert_eq!(result.is_err(), index == n, "n = {n}: {name} (operation {index}) gave {result:?}");
         }
-        assert_eq!(
-            fs.stats().faults,
-            u64::from(n < steps.len() as u64),
-            "n = {n}"
-        );
+        assert_eq!(fs.stats().faults, u64::from(n < steps.len() as u64), "n = {n}");
     }
 }
 
@@ -986,15 +784,7 @@ fn stats_count_each_kind_of_operation() {
     let fs = SimFs::new(1);
     let s = fs.stats();
     assert_eq!(
-        (
-            s.ops,
-            s.writes,
-            s.bytes_written,
-            s.file_syncs,
-            s.dir_syncs,
-            s.renames,
-            s.faults
-        ),
+        (s.ops, s.writes, s.bytes_written, s.file_syncs, s.dir_syncs, s.renames, s.faults),
         (0, 0, 0, 0, 0, 0, 0)
     );
 
@@ -1021,14 +811,8 @@ fn stats_count_each_kind_of_operation() {
     assert_eq!(s.faults, 1);
 
     // Operations that fail on their own still count as operations.
-    assert_eq!(
-        err_kind(fs.open(p("/d/g"), OpenMode::CreateNew)),
-        io::ErrorKind::AlreadyExists
-    );
-    assert_eq!(
-        err_kind(fs.open(p("/d/missing"), OpenMode::Read)),
-        io::ErrorKind::NotFound
-    );
+    assert_eq!(err_kind(fs.open(p("/d/g"), OpenMode::CreateNew)), io::ErrorKind::AlreadyExists);
+    assert_eq!(err_kind(fs.open(p("/d/missing"), OpenMode::Read)), io::ErrorKind::NotFound);
     assert_eq!(fs.stats().ops, 13);
 }
 
@@ -1057,51 +841,26 @@ fn sync_points_are_recorded_before_each_sync_with_the_state_of_that_moment() {
 
     let points = fs.take_sync_points();
     assert!(fs.take_sync_points().is_empty(), "taking removes them");
-    let kinds: Vec<(Op, &Path)> = points
-        .iter()
-        .map(|point| (point.op, point.path.as_path()))
-        .collect();
+    let kinds: Vec<(Op, &Path)> = points.iter().map(|point| (point.op, point.path.as_path())).collect();
     assert_eq!(
         kinds,
-        [
-            (Op::SyncDir, p("/")),
-            (Op::SyncData, p("/d/f")),
-            (Op::SyncDir, p("/d")),
-            (Op::SyncAll, p("/d/f"))
-        ]
+        [(Op::SyncDir, p("/")), (Op::SyncData, p("/d/f")), (Op::SyncDir, p("/d")), (Op::SyncAll, p("/d/f"))]
     );
     let indexes: Vec<u64> = points.iter().map(|point| point.op_index).collect();
     assert_eq!(indexes, ops_before);
 
-    let durable = |i: usize| {
-        tree_of(
-            &points[i]
-                .snapshot
-                .crash_image(1, &CrashOptions::durable_only()),
-        )
-    };
+    let durable = |i: usize| tree_of(&points[i].snapshot.crash_image(1, &CrashOptions::durable_only()));
     let kept = |i: usize| tree_of(&points[i].snapshot.crash_image(1, &CrashOptions::keep_all()));
     let file_in = |tree: BTreeMap<PathBuf, Option<Vec<u8>>>| tree.get(p("/d/f")).cloned().flatten();
 
-    assert!(
-        durable(0).is_empty(),
-        "before the first sync nothing is durable"
-    );
+    assert!(durable(0).is_empty(), "before the first sync nothing is durable");
     assert!(kept(0).contains_key(p("/d")));
     assert!(durable(1).contains_key(p("/d")));
     assert_eq!(file_in(durable(1)), None);
     assert_eq!(file_in(kept(1)), Some(b"one".to_vec()));
-    assert_eq!(
-        file_in(durable(2)),
-        None,
-        "the sync of /d comes after this point"
-    );
+    assert_eq!(file_in(durable(2)), None, "the sync of /d comes after this point");
     assert_eq!(file_in(durable(3)), Some(b"one".to_vec()));
-    assert_eq!(
-        file_in(kept(3)),
-        Some(b"onetwo".to_vec()),
-        "later writes are not in the snapshot"
-    );
+    assert_eq!(file_in(kept(3)), Some(b"onetwo".to_vec()), "later writes are not in the snapshot");
 
     fs.record_sync_points(false);
     file.sync_data().unwrap();
@@ -1139,18 +898,11 @@ fn sync_point_index_is_the_operation_fail_nth_op_fails_on_replay() {
         replay.inject(FaultRule::fail_nth_op(point.op_index));
         workload(&replay);
         let recorded = replay.take_sync_points();
-        let failed = recorded
-            .iter()
-            .find(|p| p.op_index == point.op_index)
-            .expect("the sync ran on replay");
+        let failed = recorded.iter().find(|p| p.op_index == point.op_index).expect("the sync ran on replay");
         assert_eq!((failed.op, &failed.path), (point.op, &point.path));
         assert_eq!(replay.stats().faults, 1);
         let syncs = replay.stats().file_syncs + replay.stats().dir_syncs;
-        assert_eq!(
-            syncs, 4,
-            "op {}: exactly the recorded sync failed",
-            point.op_index
-        );
+        assert_eq!(syncs, 4, "op {}: exactly the recorded sync failed", point.op_index);
     }
 }
 
@@ -1163,22 +915,12 @@ fn lock_file_is_exclusive_until_the_guard_drops() {
     fs.create_dir_all(p("/d")).unwrap();
     let guard = fs.lock_file(p("/d/LOCK")).unwrap();
     assert!(fs.exists(p("/d/LOCK")).unwrap(), "locking creates the file");
-    assert_eq!(
-        err_kind(fs.lock_file(p("/d/LOCK"))),
-        io::ErrorKind::WouldBlock
-    );
-    assert_eq!(
-        err_kind(fs.clone().lock_file(p("d/LOCK"))),
-        io::ErrorKind::WouldBlock,
-        "clones share locks"
-    );
+    assert_eq!(err_kind(fs.lock_file(p("/d/LOCK"))), io::ErrorKind::WouldBlock);
+    assert_eq!(err_kind(fs.clone().lock_file(p("d/LOCK"))), io::ErrorKind::WouldBlock, "clones share locks");
     let other = fs.lock_file(p("/d/OTHER")).unwrap();
     drop(guard);
     let again = fs.lock_file(p("/d/LOCK")).unwrap();
-    assert_eq!(
-        err_kind(fs.lock_file(p("/d/OTHER"))),
-        io::ErrorKind::WouldBlock
-    );
+    assert_eq!(err_kind(fs.lock_file(p("/d/OTHER"))), io::ErrorKind::WouldBlock);
     drop((again, other));
     fs.lock_file(p("/d/OTHER")).unwrap();
 }
@@ -1188,31 +930,13 @@ fn create_new_on_an_existing_name_fails_with_already_exists() {
     let fs = SimFs::new(1);
     durable_file(&fs, "/f", b"keep");
     fs.create_dir_all(p("/dir")).unwrap();
-    assert_eq!(
-        err_kind(fs.open(p("/f"), OpenMode::CreateNew)),
-        io::ErrorKind::AlreadyExists
-    );
-    assert_eq!(
-        err_kind(fs.open(p("/dir"), OpenMode::CreateNew)),
-        io::ErrorKind::AlreadyExists
-    );
+    assert_eq!(err_kind(fs.open(p("/f"), OpenMode::CreateNew)), io::ErrorKind::AlreadyExists);
+    assert_eq!(err_kind(fs.open(p("/dir"), OpenMode::CreateNew)), io::ErrorKind::AlreadyExists);
     assert_eq!(fs.contents(p("/f")).unwrap(), b"keep");
-    assert_eq!(
-        err_kind(fs.open(p("/missing"), OpenMode::ReadWrite)),
-        io::ErrorKind::NotFound
-    );
-    assert_eq!(
-        err_kind(fs.open(p("/missing"), OpenMode::Read)),
-        io::ErrorKind::NotFound
-    );
-    assert_eq!(
-        err_kind(fs.open(p("/nodir/f"), OpenMode::CreateNew)),
-        io::ErrorKind::NotFound
-    );
-    assert_eq!(
-        err_kind(fs.open(p("/dir"), OpenMode::ReadWrite)),
-        io::ErrorKind::IsADirectory
-    );
+    assert_eq!(err_kind(fs.open(p("/missing"), OpenMode::ReadWrite)), io::ErrorKind::NotFound);
+    assert_eq!(err_kind(fs.open(p("/missing"), OpenMode::Read)), io::ErrorKind::NotFound);
+    assert_eq!(err_kind(fs.open(p("/nodir/f"), OpenMode::CreateNew)), io::ErrorKind::NotFound);
+    assert_eq!(err_kind(fs.open(p("/dir"), OpenMode::ReadWrite)), io::ErrorKind::IsADirectory);
 }
 
 #[test]
@@ -1236,19 +960,12 @@ fn create_truncate_empties_an_existing_file_and_creates_a_missing_one() {
     assert_eq!(file.len().unwrap(), 0);
     assert_eq!(fs.contents(p("/f")).unwrap(), b"");
     assert_eq!(
-        fs.crash_image(1, &CrashOptions::durable_only())
-            .contents(p("/f"))
-            .unwrap(),
+        fs.crash_image(1, &CrashOptions::durable_only()).contents(p("/f")).unwrap(),
         b"old data",
         "an unsynced truncation is not durable"
     );
     file.sync_data().unwrap();
-    assert_eq!(
-        fs.crash_image(1, &CrashOptions::durable_only())
-            .contents(p("/f"))
-            .unwrap(),
-        b""
-    );
+    assert_eq!(fs.crash_image(1, &CrashOptions::durable_only()).contents(p("/f")).unwrap(), b"");
 
     let fresh = fs.open(p("/g"), OpenMode::CreateTruncate).unwrap();
     fresh.write_all_at(b"new", 0).unwrap();
@@ -1288,29 +1005,14 @@ fn list_dir_is_sorted_by_name_and_lists_directories_too() {
     let fs = SimFs::new(1);
     fs.create_dir_all(p("/d/sub")).unwrap();
     for name in ["c", "a2", "b10", "B", "b9", "a10"] {
-        fs.open(&Path::new("/d").join(name), OpenMode::CreateNew)
-            .unwrap();
+        fs.open(&Path::new("/d").join(name), OpenMode::CreateNew).unwrap();
     }
-    let names: Vec<String> = fs
-        .list_dir(p("/d"))
-        .unwrap()
-        .into_iter()
-        .map(|n| n.into_string().unwrap())
-        .collect();
+    let names: Vec<String> =
+        fs.list_dir(p("/d")).unwrap().into_iter().map(|n| n.into_string().unwrap()).collect();
     assert_eq!(names, ["B", "a10", "a2", "b10", "b9", "c", "sub"]);
-    assert_eq!(
-        fs.list_dir(p("d")).unwrap().len(),
-        7,
-        "relative paths start at the root"
-    );
-    assert_eq!(
-        err_kind(fs.list_dir(p("/d/c"))),
-        io::ErrorKind::NotADirectory
-    );
-    assert_eq!(
-        err_kind(fs.list_dir(p("/missing"))),
-        io::ErrorKind::NotFound
-    );
+    assert_eq!(fs.list_dir(p("d")).unwrap().len(), 7, "relative paths start at the root");
+    assert_eq!(err_kind(fs.list_dir(p("/d/c"))), io::ErrorKind::NotADirectory);
+    assert_eq!(err_kind(fs.list_dir(p("/missing"))), io::ErrorKind::NotFound);
 }
 
 #[test]
@@ -1318,22 +1020,10 @@ fn parent_directory_components_are_refused() {
     let fs = SimFs::new(1);
     fs.create_dir_all(p("/d")).unwrap();
     durable_file(&fs, "/f", b"x");
-    assert_eq!(
-        err_kind(fs.open(p("/d/../g"), OpenMode::CreateNew)),
-        io::ErrorKind::InvalidInput
-    );
-    assert_eq!(
-        err_kind(fs.open(p("/d/../f"), OpenMode::Read)),
-        io::ErrorKind::InvalidInput
-    );
-    assert_eq!(
-        err_kind(fs.create_dir_all(p("/d/../e"))),
-        io::ErrorKind::InvalidInput
-    );
-    assert_eq!(
-        err_kind(fs.rename(p("/f"), p("/d/../g"))),
-        io::ErrorKind::InvalidInput
-    );
+    assert_eq!(err_kind(fs.open(p("/d/../g"), OpenMode::CreateNew)), io::ErrorKind::InvalidInput);
+    assert_eq!(err_kind(fs.open(p("/d/../f"), OpenMode::Read)), io::ErrorKind::InvalidInput);
+    assert_eq!(err_kind(fs.create_dir_all(p("/d/../e"))), io::ErrorKind::InvalidInput);
+    assert_eq!(err_kind(fs.rename(p("/f"), p("/d/../g"))), io::ErrorKind::InvalidInput);
     assert_eq!(err_kind(fs.exists(p("/d/.."))), io::ErrorKind::InvalidInput);
     assert!(!fs.exists(p("/g")).unwrap());
     assert!(!fs.exists(p("/e")).unwrap());
@@ -1350,20 +1040,13 @@ fn crash_image_is_independent_of_the_simulator_it_came_from() {
 
     let copy = image.open(p("/f"), OpenMode::ReadWrite).unwrap();
     copy.write_all_at(b"image", 0).unwrap();
-    assert!(
-        file.write_at(b"x", 0).is_err(),
-        "the rule stays on the original"
-    );
+    assert!(file.write_at(b"x", 0).is_err(), "the rule stays on the original");
     fs.clear_faults();
     file.write_all_at(b"live", 0).unwrap();
     assert_eq!(fs.contents(p("/f")).unwrap(), b"liveed!");
     assert_eq!(image.contents(p("/f")).unwrap(), b"imaged!");
     let image_of_image = image.crash_image(1, &CrashOptions::durable_only());
-    assert_eq!(
-        image_of_image.contents(p("/f")).unwrap(),
-        b"synced!",
-        "an image's state starts durable"
-    );
+    assert_eq!(image_of_image.contents(p("/f")).unwrap(), b"synced!", "an image's state starts durable");
     assert_eq!(image.stats().faults, 0);
 }
 

@@ -1,11 +1,6 @@
 //! Shared helpers of the changelog's integration tests: the model checker `check(ops)`, record
 //! generation, temporary directories, and log reading.
-#![allow(
-    dead_code,
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::indexing_slicing
-)]
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 pub mod sweep;
 
@@ -50,36 +45,24 @@ impl Rec {
             x
         };
         let key_len = 1 + (next() % 24) as usize;
-        let key = (0..key_len)
-            .map(|i| (next() as u8).wrapping_add(i as u8))
-            .collect();
+        let key = (0..key_len).map(|i| (next() as u8).wrapping_add(i as u8)).collect();
         let value = if next() % 8 == 0 {
             None
         } else {
             let len = (next() % (max_value as u64 + 1)) as usize;
             Some((0..len).map(|_| next() as u8).collect())
         };
-        Rec {
-            key,
-            value,
-            timestamp_ms: (next() % 1_000_000) as i64 - 1000,
-        }
+        Rec { key, value, timestamp_ms: (next() % 1_000_000) as i64 - 1000 }
     }
 
     pub fn matches(&self, record: &OwnedRecord) -> bool {
-        self.key == record.key
-            && self.value == record.value
-            && self.timestamp_ms == record.timestamp_ms
+        self.key == record.key && self.value == record.value && self.timestamp_ms == record.timestamp_ms
     }
 }
 
 /// Every record readable from `offset` on.
 pub fn read_from(log: &Log, offset: u64) -> Vec<OwnedRecord> {
-    log.reader(offset)
-        .unwrap()
-        .into_records()
-        .collect::<Result<Vec<_>, _>>()
-        .unwrap()
+    log.reader(offset).unwrap().into_records().collect::<Result<Vec<_>, _>>().unwrap()
 }
 
 /// Asserts that `records` are exactly `expected` with offsets from `start`.
@@ -87,11 +70,7 @@ pub fn assert_records(records: &[OwnedRecord], expected: &[Rec], start: u64) {
     assert_eq!(records.len(), expected.len(), "record count");
     for (i, (got, want)) in records.iter().zip(expected).enumerate() {
         assert_eq!(got.offset, start + i as u64, "offset of record {i}");
-        assert!(
-            want.matches(got),
-            "record {} differs: got {got:?}, want {want:?}",
-            start + i as u64
-        );
+        assert!(want.matches(got), "record {} differs: got {got:?}, want {want:?}", start + i as u64);
     }
 }
 
@@ -116,11 +95,7 @@ pub fn check(fs: Arc<dyn Fs>, dir: &Path, options: &LogOptions, ops: &[Op]) {
     let mut log = Log::open(Arc::clone(&fs), dir, options.clone()).unwrap();
     let mut model: Vec<Rec> = read_from(&log, 0)
         .iter()
-        .map(|r| Rec {
-            key: r.key.clone(),
-            value: r.value.clone(),
-            timestamp_ms: r.timestamp_ms,
-        })
+        .map(|r| Rec { key: r.key.clone(), value: r.value.clone(), timestamp_ms: r.timestamp_ms })
         .collect();
     let start = log.start_offset();
     for op in ops {
@@ -132,20 +107,15 @@ pub fn check(fs: Arc<dyn Fs>, dir: &Path, options: &LogOptions, ops: &[Op]) {
             }
             Op::Batch(recs) => {
                 let records: Vec<_> = recs.iter().map(Rec::as_record).collect();
-                let payload: usize = recs
-                    .iter()
-                    .map(|r| r.key.len() + r.value.as_ref().map_or(0, Vec::len))
-                    .sum();
+                let payload: usize =
+                    recs.iter().map(|r| r.key.len() + r.value.as_ref().map_or(0, Vec::len)).sum();
                 match log.append_batch(&records) {
                     Ok(range) => {
                         assert_eq!(range, len..len + recs.len() as u64);
                         model.extend(recs.iter().cloned());
                     }
                     Err(Error::BatchTooLarge { bytes, max }) => {
-                        assert!(
-                            bytes > max && bytes >= payload as u64,
-                            "refused a batch that fits"
-                        );
+                        assert!(bytes > max && bytes >= payload as u64, "refused a batch that fits");
                         assert_eq!(log.end_offset(), len, "a refused batch changed the log");
                     }
                     Err(e) => panic!("append_batch: {e}"),
@@ -166,11 +136,7 @@ pub fn check(fs: Arc<dyn Fs>, dir: &Path, options: &LogOptions, ops: &[Op]) {
                 model.truncate((at - start) as usize);
                 assert_eq!(log.end_offset(), at);
                 if at < len {
-                    assert_eq!(
-                        log.durable_offset(),
-                        at,
-                        "truncation leaves the rest durable"
-                    );
+                    assert_eq!(log.durable_offset(), at, "truncation leaves the rest durable");
                 } else {
                     assert_eq!(
                         log.durable_offset(),
@@ -185,10 +151,7 @@ pub fn check(fs: Arc<dyn Fs>, dir: &Path, options: &LogOptions, ops: &[Op]) {
                 log = Log::open(Arc::clone(&fs), dir, options.clone()).unwrap();
                 assert_eq!(log.end_offset(), len, "reopened log end");
                 assert_eq!(log.durable_offset(), len, "reopened log durable end");
-                assert!(
-                    log.recovery_report().tail_cut.is_none(),
-                    "clean close left a tail"
-                );
+                assert!(log.recovery_report().tail_cut.is_none(), "clean close left a tail");
             }
             Op::Read(per_mille) => {
                 log.flush().unwrap();
@@ -253,17 +216,10 @@ pub fn recover_prefix(
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| format!("read failed: {e}"))?;
     if (records.len() as u64) < floor {
-        return Err(format!(
-            "lost acknowledged records: recovered {} < acknowledged {floor}",
-            records.len()
-        ));
+        return Err(format!("lost acknowledged records: recovered {} < acknowledged {floor}", records.len()));
     }
     if records.len() > appended.len() {
-        return Err(format!(
-            "phantom records: recovered {} > appended {}",
-            records.len(),
-            appended.len()
-        ));
+        return Err(format!("phantom records: recovered {} > appended {}", records.len(), appended.len()));
     }
     for (i, (got, want)) in records.iter().zip(appended).enumerate() {
         if got.offset != i as u64 || !want.matches(got) {
@@ -271,11 +227,7 @@ pub fn recover_prefix(
         }
     }
     if log.durable_offset() != records.len() as u64 {
-        return Err(format!(
-            "durable end {} after open, expected {}",
-            log.durable_offset(),
-            records.len()
-        ));
+        return Err(format!("durable end {} after open, expected {}", log.durable_offset(), records.len()));
     }
     Ok(records)
 }
@@ -299,10 +251,7 @@ pub fn first_record_in_new_segment_survives() -> Result<(), String> {
     }
     let acked = log.sync().map_err(|e| e.to_string())?;
     if acked != appended.len() as u64 {
-        return Err(format!(
-            "sync acknowledged {acked}, appended {}",
-            appended.len()
-        ));
+        return Err(format!("sync acknowledged {acked}, appended {}", appended.len()));
     }
     let image = fs.crash_image(1, &CrashOptions::durable_only());
     recover_prefix(Arc::new(image), dir, &options, &appended, acked).map(|_| ())
@@ -311,12 +260,7 @@ pub fn first_record_in_new_segment_survives() -> Result<(), String> {
 /// Segment files in `dir` of the simulator (live view).
 pub fn count_segments(fs: &cairn_fs::SimFs, dir: &Path) -> usize {
     fs.list_dir(dir)
-        .map(|names| {
-            names
-                .iter()
-                .filter(|n| n.to_string_lossy().ends_with(".log"))
-                .count()
-        })
+        .map(|names| names.iter().filter(|n| n.to_string_lossy().ends_with(".log")).count())
         .unwrap_or(0)
 }
 
@@ -330,21 +274,9 @@ pub fn cut_tail_stays_cut() -> Result<(), String> {
     let mut options = small_options();
     options.write_buffer_bytes = 0;
     let segment = dir.join("00000000000000000000.log");
-    let first = Rec {
-        key: b"first".to_vec(),
-        value: Some(vec![1; 40]),
-        timestamp_ms: 7,
-    };
-    let second = Rec {
-        key: b"second".to_vec(),
-        value: Some(vec![2; 40]),
-        timestamp_ms: 7,
-    };
-    let again = Rec {
-        key: b"again".to_vec(),
-        value: Some(vec![3; 40]),
-        timestamp_ms: 7,
-    };
+    let first = Rec { key: b"first".to_vec(), value: Some(vec![1; 40]), timestamp_ms: 7 };
+    let second = Rec { key: b"second".to_vec(), value: Some(vec![2; 40]), timestamp_ms: 7 };
+    let again = Rec { key: b"again".to_vec(), value: Some(vec![3; 40]), timestamp_ms: 7 };
     let log = Log::open(Arc::new(fs.clone()), dir, options.clone()).map_err(|e| e.to_string())?;
     log.append(first.as_record()).map_err(|e| e.to_string())?;
     let first_len = fs.contents(&segment).map_err(|e| e.to_string())?.len();
@@ -355,17 +287,10 @@ pub fn cut_tail_stays_cut() -> Result<(), String> {
     let image = fs.crash_image(0, &CrashOptions::keep_all());
     let mut bytes = image.contents(&segment).map_err(|e| e.to_string())?;
     bytes[..first_len].fill(0);
-    image
-        .set_contents(&segment, &bytes)
-        .map_err(|e| e.to_string())?;
+    image.set_contents(&segment, &bytes).map_err(|e| e.to_string())?;
 
-    let log =
-        Log::open(Arc::new(image.clone()), dir, options.clone()).map_err(|e| e.to_string())?;
-    let cut = log
-        .recovery_report()
-        .tail_cut
-        .clone()
-        .ok_or("the torn tail was not reported")?;
+    let log = Log::open(Arc::new(image.clone()), dir, options.clone()).map_err(|e| e.to_string())?;
+    let cut = log.recovery_report().tail_cut.clone().ok_or("the torn tail was not reported")?;
     if cut.position != 0 || cut.bytes == 0 {
         return Err(format!("unexpected cut {cut:?}"));
     }
@@ -395,17 +320,9 @@ struct SlowFile {
 }
 
 impl Fs for SlowSync {
-    fn open(
-        &self,
-        path: &Path,
-        mode: cairn_fs::OpenMode,
-    ) -> std::io::Result<Box<dyn cairn_fs::File>> {
+    fn open(&self, path: &Path, mode: cairn_fs::OpenMode) -> std::io::Result<Box<dyn cairn_fs::File>> {
         let inner = self.inner.open(path, mode)?;
-        Ok(Box::new(SlowFile {
-            inner,
-            delay: self.delay,
-            syncing: Arc::clone(&self.syncing),
-        }))
+        Ok(Box::new(SlowFile { inner, delay: self.delay, syncing: Arc::clone(&self.syncing) }))
     }
     fn rename(&self, from: &Path, to: &Path) -> std::io::Result<()> {
         self.inner.rename(from, to)

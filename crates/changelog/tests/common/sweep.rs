@@ -73,21 +73,13 @@ pub fn record_points(options: &LogOptions, steps: &[Step]) -> Vec<Point> {
             }
         }
         // During a truncation the image may still hold the records being removed.
-        let visible = if matches!(step, Step::Truncate(_)) {
-            &before.appended
-        } else {
-            &state.appended
-        };
+        let visible = if matches!(step, Step::Truncate(_)) { &before.appended } else { &state.appended };
         for point in fs.take_sync_points() {
             points.push(Point {
                 snapshot: point.snapshot,
                 appended: visible.clone(),
                 floor: floor_during,
-                label: format!(
-                    "step {i} ({step:?}), {:?} of {}",
-                    point.op,
-                    point.path.display()
-                ),
+                label: format!("step {i} ({step:?}), {:?} of {}", point.op, point.path.display()),
             });
         }
     }
@@ -114,23 +106,13 @@ pub fn check_image(
         options.known_durable_end = Some(point.floor);
     }
     let dir = Path::new(DIR);
-    let recovered = recover_prefix(
-        Arc::new(image.clone()),
-        dir,
-        &options,
-        &point.appended,
-        point.floor,
-    )
-    .map_err(|e| format!("{}, image seed {seed}: {e}", point.label))?;
+    let recovered = recover_prefix(Arc::new(image.clone()), dir, &options, &point.appended, point.floor)
+        .map_err(|e| format!("{}, image seed {seed}: {e}", point.label))?;
 
     // Second life: more records, some synced, then another power cut.
     let mut appended: Vec<Rec> = recovered
         .iter()
-        .map(|r| Rec {
-            key: r.key.clone(),
-            value: r.value.clone(),
-            timestamp_ms: r.timestamp_ms,
-        })
+        .map(|r| Rec { key: r.key.clone(), value: r.value.clone(), timestamp_ms: r.timestamp_ms })
         .collect();
     let mut options = options.clone();
     options.known_durable_end = None;
@@ -166,10 +148,7 @@ pub fn workload(seed: u64, len: usize) -> Vec<Step> {
     (0..len)
         .map(|i| {
             let rec = |j: u64| {
-                Rec::generate(
-                    seed * 10_000 + i as u64 * 16 + j,
-                    if j.is_multiple_of(5) { 900 } else { 120 },
-                )
+                Rec::generate(seed * 10_000 + i as u64 * 16 + j, if j.is_multiple_of(5) { 900 } else { 120 })
             };
             match next() % 20 {
                 0..=8 => Step::Append(rec(0)),
@@ -201,11 +180,7 @@ pub fn scripted() -> Vec<Step> {
             steps.push(Step::Append(rec(300)));
         }
         steps.push(Step::Batch((0..4).map(|_| rec(200)).collect()));
-        steps.push(if round % 2 == 0 {
-            Step::Sync
-        } else {
-            Step::Flush
-        });
+        steps.push(if round % 2 == 0 { Step::Sync } else { Step::Flush });
         steps.push(Step::Append(rec(1500)));
         steps.push(Step::Sync);
         if round == 3 {

@@ -141,9 +141,8 @@ pub(crate) fn crash_tree(tree: &Tree, seed: u64, options: &CrashOptions) -> Tree
     for (id, dir) in &tree.dirs {
         let mut entries = dir.durable.clone();
         for op in &dir.pending {
-            let kept = *survives
-                .entry(op.group())
-                .or_insert_with(|| rng.percent(options.dir_op_survives_percent));
+            let kept =
+                *survives.entry(op.group()).or_insert_with(|| rng.percent(options.dir_op_survives_percent));
             if kept {
                 op.apply(&mut entries);
             }
@@ -159,11 +158,7 @@ pub(crate) fn crash_tree(tree: &Tree, seed: u64, options: &CrashOptions) -> Tree
         if !reachable_dirs.insert(dir) {
             continue;
         }
-        for node in dirs
-            .get(&dir)
-            .into_iter()
-            .flat_map(|entries| entries.values())
-        {
+        for node in dirs.get(&dir).into_iter().flat_map(|entries| entries.values()) {
             match node {
                 Node::Dir(id) => stack.push(*id),
                 Node::File(id) => {

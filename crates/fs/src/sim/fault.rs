@@ -285,8 +285,5 @@ pub(crate) fn injected(effect: FaultEffect, op: Op, path: &str) -> io::Error {
         _ => EIO,
     };
     let os = io::Error::from_raw_os_error(errno);
-    io::Error::new(
-        os.kind(),
-        format!("injected fault on {op:?} of {path}: {os}"),
-    )
+    io::Error::new(os.kind(), format!("injected fault on {op:?} of {path}: {os}"))
 }

@@ -142,11 +142,7 @@ impl SimFs {
             recording: false,
             sync_points: Vec::new(),
         };
-        SimFs {
-            shared: Arc::new(Shared {
-                state: Mutex::new(state),
-            }),
-        }
+        SimFs { shared: Arc::new(Shared { state: Mutex::new(state) }) }
     }
 
     /// Adds a fault rule; rules are checked in the order they were added and the first that
@@ -173,9 +169,7 @@ impl SimFs {
 
     /// A frozen copy of the current state.
     pub fn snapshot(&self) -> SimSnapshot {
-        SimSnapshot {
-            tree: self.shared.lock().tree.clone(),
-        }
+        SimSnapshot { tree: self.shared.lock().tree.clone() }
     }
 
     /// The file system a power cut now would leave, chosen by `seed`: a new, independent `SimFs`
@@ -228,10 +222,7 @@ impl State {
             return None;
         }
         let path = path.to_string_lossy();
-        let effect = self
-            .rules
-            .iter_mut()
-            .find_map(|rule| rule.fire(op, &path).then_some(rule.effect));
+        let effect = self.rules.iter_mut().find_map(|rule| rule.fire(op, &path).then_some(rule.effect));
         self.rules.retain(|rule| !rule.is_spent());
         if effect.is_some() {
             self.stats.faults += 1;
@@ -256,9 +247,7 @@ impl State {
                 op_index: self.stats.ops,
                 op,
                 path: path.to_owned(),
-                snapshot: SimSnapshot {
-                    tree: self.tree.clone(),
-                },
+                snapshot: SimSnapshot { tree: self.tree.clone() },
             };
             self.sync_points.push(point);
         }
@@ -272,11 +261,7 @@ impl State {
             return Ok(());
         }
         if self.tree.live_bytes() + (new_len - old_len) > capacity {
-            return Err(injected(
-                FaultEffect::NoSpace,
-                Op::Write,
-                &path.to_string_lossy(),
-            ));
+            return Err(injected(FaultEffect::NoSpace, Op::Write, &path.to_string_lossy()));
         }
         Ok(())
     }
@@ -293,18 +278,15 @@ impl State {
 }
 
 fn already_exists(path: &Path) -> io::Error {
-    io::Error::new(
-        io::ErrorKind::AlreadyExists,
-        format!("{}: already exists", path.display()),
-    )
+    io::Error::new(io::ErrorKind::AlreadyExists, format!("{}: already exists", path.display()))
 }
 
 impl Fs for SimFs {
     fn open(&self, path: &Path, mode: OpenMode) -> io::Result<Box<dyn File>> {
         let mut state = self.shared.lock();
         let existing = state.tree.lookup(path);
-        let creates = matches!(mode, OpenMode::CreateNew | OpenMode::CreateTruncate)
-            && matches!(existing, Ok(None));
+        let creates =
+            matches!(mode, OpenMode::CreateNew | OpenMode::CreateTruncate) && matches!(existing, Ok(None));
         // Counted (and open to faults) before any failure of its own, like every other operation.
         state.check(if creates { Op::Create } else { Op::Open }, path)?;
         if existing?.is_some() && mode == OpenMode::CreateNew {
@@ -323,12 +305,7 @@ impl Fs for SimFs {
             }
             id
         };
-        let file = SimFile {
-            fs: self.clone(),
-            id,
-            path: path.to_owned(),
-            writable: mode != OpenMode::Read,
-        };
+        let file = SimFile { fs: self.clone(), id, path: path.to_owned(), writable: mode != OpenMode::Read };
         Ok(Box::new(file))
     }
 
@@ -336,10 +313,7 @@ impl Fs for SimFs {
         let mut state = self.shared.lock();
         state.check(Op::Rename, from)?;
         let node = state.tree.lookup(from)?.ok_or_else(|| {
-            io::Error::new(
-                io::ErrorKind::NotFound,
-                format!("{}: no such file or directory", from.display()),
-            )
+            io::Error::new(io::ErrorKind::NotFound, format!("{}: no such file or directory", from.display()))
         })?;
         if let (Some(Node::Dir(_)), Node::File(_)) = (state.tree.lookup(to)?, node) {
             return Err(io::Error::new(
@@ -434,10 +408,7 @@ impl Fs for SimFs {
             ));
         }
         state.locked.push(id);
-        Ok(FileLock::new(Box::new(SimLock {
-            fs: self.clone(),
-            id,
-        })))
+        Ok(FileLock::new(Box::new(SimLock { fs: self.clone(), id })))
     }
 }
 
@@ -463,10 +434,7 @@ struct SimFile {
 
 impl fmt::Debug for SimFile {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SimFile")
-            .field("path", &self.path)
-            .field("id", &self.id)
-            .finish()
+        f.debug_struct("SimFile").field("path", &self.path).field("id", &self.id).finish()
     }
 }
 
@@ -503,10 +471,7 @@ impl File for SimFile {
         let start = to_usize(pos).min(live.len());
         let source = live.get(start..).unwrap_or_default();
         let n = source.len().min(buf.len());
-        let (target, source) = (
-            buf.get_mut(..n).unwrap_or_default(),
-            source.get(..n).unwrap_or_default(),
-        );
+        let (target, source) = (buf.get_mut(..n).unwrap_or_default(), source.get(..n).unwrap_or_default());
         target.copy_from_slice(source);
         if effect == Some(FaultEffect::FlipBit) {
             state.flip_bit(target);

@@ -8,9 +8,7 @@ pub(crate) struct Rng {
 
 impl Rng {
     pub(crate) fn new(seed: u64) -> Rng {
-        Rng {
-            state: seed ^ 0x5DEE_CE66_D1CE_4E5B,
-        }
+        Rng { state: seed ^ 0x5DEE_CE66_D1CE_4E5B }
     }
 
     pub(crate) fn next_u64(&mut self) -> u64 {

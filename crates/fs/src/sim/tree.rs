@@ -41,29 +41,15 @@ pub(crate) struct Inode {
 /// across two directories, which survive or vanish together.
 #[derive(Clone, Debug)]
 pub(crate) enum DirOp {
-    Insert {
-        group: u64,
-        name: OsString,
-        node: Node,
-    },
-    Remove {
-        group: u64,
-        name: OsString,
-    },
-    Rename {
-        group: u64,
-        from: OsString,
-        to: OsString,
-        node: Node,
-    },
+    Insert { group: u64, name: OsString, node: Node },
+    Remove { group: u64, name: OsString },
+    Rename { group: u64, from: OsString, to: OsString, node: Node },
 }
 
 impl DirOp {
     pub(crate) fn group(&self) -> u64 {
         match self {
-            DirOp::Insert { group, .. }
-            | DirOp::Remove { group, .. }
-            | DirOp::Rename { group, .. } => *group,
+            DirOp::Insert { group, .. } | DirOp::Remove { group, .. } | DirOp::Rename { group, .. } => *group,
         }
     }
 
@@ -104,10 +90,7 @@ pub(crate) struct Tree {
 }
 
 fn not_found(path: &Path) -> io::Error {
-    io::Error::new(
-        io::ErrorKind::NotFound,
-        format!("{}: no such file or directory", path.display()),
-    )
+    io::Error::new(io::ErrorKind::NotFound, format!("{}: no such file or directory", path.display()))
 }
 
 fn broken(what: &str) -> io::Error {
@@ -137,12 +120,7 @@ impl Tree {
     pub(crate) fn new() -> Tree {
         let mut dirs = BTreeMap::new();
         dirs.insert(ROOT, Dir::default());
-        Tree {
-            inodes: BTreeMap::new(),
-            dirs,
-            next_id: ROOT + 1,
-            next_group: 0,
-        }
+        Tree { inodes: BTreeMap::new(), dirs, next_id: ROOT + 1, next_group: 0 }
     }
 
     /// A tree made of the given directories and inodes, with everything durable.
@@ -150,44 +128,19 @@ impl Tree {
         dirs: BTreeMap<Id, BTreeMap<OsString, Node>>,
         files: BTreeMap<Id, Vec<u8>>,
     ) -> Tree {
-        let next_id = dirs
-            .keys()
-            .chain(files.keys())
-            .max()
-            .map_or(ROOT + 1, |max| max + 1);
+        let next_id = dirs.keys().chain(files.keys()).max().map_or(ROOT + 1, |max| max + 1);
         let dirs = dirs
             .into_iter()
-            .map(|(id, entries)| {
-                (
-                    id,
-                    Dir {
-                        live: entries.clone(),
-                        durable: entries,
-                        pending: Vec::new(),
-                    },
-                )
-            })
+            .map(|(id, entries)| (id, Dir { live: entries.clone(), durable: entries, pending: Vec::new() }))
             .collect();
         let inodes = files
             .into_iter()
             .map(|(id, bytes)| {
                 let bytes = Arc::new(bytes);
-                (
-                    id,
-                    Inode {
-                        live: Arc::clone(&bytes),
-                        durable: bytes,
-                        pending: Vec::new(),
-                    },
-                )
+                (id, Inode { live: Arc::clone(&bytes), durable: bytes, pending: Vec::new() })
             })
             .collect();
-        Tree {
-            inodes,
-            dirs,
-            next_id,
-            next_group: 0,
-        }
+        Tree { inodes, dirs, next_id, next_group: 0 }
     }
 
     fn fresh_id(&mut self) -> Id {
@@ -203,27 +156,19 @@ impl Tree {
     }
 
     pub(crate) fn dir(&self, id: Id) -> io::Result<&Dir> {
-        self.dirs
-            .get(&id)
-            .ok_or_else(|| broken("directory id without directory"))
+        self.dirs.get(&id).ok_or_else(|| broken("directory id without directory"))
     }
 
     fn dir_mut(&mut self, id: Id) -> io::Result<&mut Dir> {
-        self.dirs
-            .get_mut(&id)
-            .ok_or_else(|| broken("directory id without directory"))
+        self.dirs.get_mut(&id).ok_or_else(|| broken("directory id without directory"))
     }
 
     pub(crate) fn inode(&self, id: Id) -> io::Result<&Inode> {
-        self.inodes
-            .get(&id)
-            .ok_or_else(|| broken("file id without inode"))
+        self.inodes.get(&id).ok_or_else(|| broken("file id without inode"))
     }
 
     pub(crate) fn inode_mut(&mut self, id: Id) -> io::Result<&mut Inode> {
-        self.inodes
-            .get_mut(&id)
-            .ok_or_else(|| broken("file id without inode"))
+        self.inodes.get_mut(&id).ok_or_else(|| broken("file id without inode"))
     }
 
     /// The directory named by `parts`, through live entries.
@@ -262,10 +207,7 @@ impl Tree {
     pub(crate) fn parent_of<'p>(&self, path: &'p Path) -> io::Result<(Id, &'p OsStr)> {
         let parts = components(path)?;
         let Some((name, parents)) = parts.split_last() else {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "the root has no parent",
-            ));
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, "the root has no parent"));
         };
         Ok((self.walk(path, parents)?, name))
     }
@@ -299,11 +241,7 @@ impl Tree {
         self.inodes.insert(id, Inode::default());
         let dir = self.dir_mut(parent)?;
         dir.live.insert(name.to_owned(), Node::File(id));
-        dir.pending.push(DirOp::Insert {
-            group,
-            name: name.to_owned(),
-            node: Node::File(id),
-        });
+        dir.pending.push(DirOp::Insert { group, name: name.to_owned(), node: Node::File(id) });
         Ok(id)
     }
 
@@ -313,11 +251,7 @@ impl Tree {
         self.dirs.insert(id, Dir::default());
         let dir = self.dir_mut(parent)?;
         dir.live.insert(name.to_owned(), Node::Dir(id));
-        dir.pending.push(DirOp::Insert {
-            group,
-            name: name.to_owned(),
-            node: Node::Dir(id),
-        });
+        dir.pending.push(DirOp::Insert { group, name: name.to_owned(), node: Node::Dir(id) });
         Ok(id)
     }
 
@@ -325,44 +259,24 @@ impl Tree {
         let group = self.fresh_group();
         let dir = self.dir_mut(parent)?;
         dir.live.remove(name);
-        dir.pending.push(DirOp::Remove {
-            group,
-            name: name.to_owned(),
-        });
+        dir.pending.push(DirOp::Remove { group, name: name.to_owned() });
         Ok(())
     }
 
-    pub(crate) fn rename(
-        &mut self,
-        from: (Id, &OsStr),
-        to: (Id, &OsStr),
-        node: Node,
-    ) -> io::Result<()> {
+    pub(crate) fn rename(&mut self, from: (Id, &OsStr), to: (Id, &OsStr), node: Node) -> io::Result<()> {
         let group = self.fresh_group();
         if from.0 == to.0 {
             let dir = self.dir_mut(from.0)?;
             dir.live.remove(from.1);
             dir.live.insert(to.1.to_owned(), node);
-            dir.pending.push(DirOp::Rename {
-                group,
-                from: from.1.to_owned(),
-                to: to.1.to_owned(),
-                node,
-            });
+            dir.pending.push(DirOp::Rename { group, from: from.1.to_owned(), to: to.1.to_owned(), node });
         } else {
             let source = self.dir_mut(from.0)?;
             source.live.remove(from.1);
-            source.pending.push(DirOp::Remove {
-                group,
-                name: from.1.to_owned(),
-            });
+            source.pending.push(DirOp::Remove { group, name: from.1.to_owned() });
             let target = self.dir_mut(to.0)?;
             target.live.insert(to.1.to_owned(), node);
-            target.pending.push(DirOp::Insert {
-                group,
-                name: to.1.to_owned(),
-                node,
-            });
+            target.pending.push(DirOp::Insert { group, name: to.1.to_owned(), node });
         }
         Ok(())
     }
@@ -386,12 +300,7 @@ impl Tree {
             for node in dir.live.values() {
                 match node {
                     Node::Dir(id) => stack.push(*id),
-                    Node::File(id) => {
-                        total += self
-                            .inodes
-                            .get(id)
-                            .map_or(0, |inode| inode.live.len() as u64)
-                    }
+                    Node::File(id) => total += self.inodes.get(id).map_or(0, |inode| inode.live.len() as u64),
                 }
             }
         }
@@ -402,10 +311,7 @@ impl Tree {
 impl Inode {
     pub(crate) fn write(&mut self, pos: u64, data: &[u8]) {
         write_into(Arc::make_mut(&mut self.live), pos, data);
-        self.pending.push(Pending::Write {
-            pos,
-            data: Arc::from(data),
-        });
+        self.pending.push(Pending::Write { pos, data: Arc::from(data) });
     }
 
     pub(crate) fn set_len(&mut self, len: u64) {

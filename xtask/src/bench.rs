@@ -1,0 +1,163 @@
+//! `cargo xtask bench`: runs the criterion benches and reports each figure beside the baseline
+//! measured in the same run, as a ratio (medians; the machine is noisy).
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+use serde_json::Value;
+
+use crate::{Result, cargo, root};
+
+/// How a figure is read.
+#[derive(Clone, Copy)]
+enum Unit {
+    /// Bytes per second, from the bench's byte throughput.
+    BytesPerSec,
+    /// Records (elements) per second, from the bench's element throughput or from the byte
+    /// throughput divided by the record size given.
+    RecordsPerSec(Option<u64>),
+    /// Median time per iteration; lower is better.
+    Latency,
+}
+
+/// One line of the report: a bench, its baseline, and the project's target for the ratio.
+struct Row {
+    label: &'static str,
+    bench: &'static str,
+    baseline: &'static str,
+    unit: Unit,
+    target: &'static str,
+}
+
+const ROWS: &[Row] = &[
+    Row {
+        label: "append 100 B values, no fsync",
+        bench: "append/log_100B",
+        baseline: "append/raw_100B",
+        unit: Unit::RecordsPerSec(Some(116)),
+        target: ">= 3 M records/s",
+    },
+    Row {
+        label: "append 100 B values, no fsync (bytes)",
+        bench: "append/log_100B",
+        baseline: "append/raw_100B",
+        unit: Unit::BytesPerSec,
+        target: "",
+    },
+    Row {
+        label: "append 1 KiB values, no fsync",
+        bench: "append/log_1KiB",
+        baseline: "append/raw_1KiB",
+        unit: Unit::BytesPerSec,
+        target: ">= 0.70 of raw",
+    },
+    Row {
+        label: "append + sync per record (latency)",
+        bench: "sync/log_every_append",
+        baseline: "sync/raw_write_fdatasync",
+        unit: Unit::Latency,
+        target: "<= 1.2x raw",
+    },
+    Row {
+        label: "append, sync per 100 records",
+        bench: "sync/log_every_100_appends",
+        baseline: "sync/raw_write_fdatasync",
+        unit: Unit::RecordsPerSec(None),
+        target: "",
+    },
+    Row {
+        label: "group commit, 4 threads vs 1",
+        bench: "group_commit/log_4_threads",
+        baseline: "group_commit/log_1_thread",
+        unit: Unit::RecordsPerSec(None),
+        target: ">= 3x",
+    },
+    Row {
+        label: "sequential read",
+        bench: "read/log_sequential",
+        baseline: "read/raw_sequential",
+        unit: Unit::BytesPerSec,
+        target: ">= 0.50 of raw",
+    },
+];
+
+/// What criterion stored for one bench: the median time per iteration and the throughput.
+struct Measured {
+    median_ns: f64,
+    bytes: Option<f64>,
+    elements: Option<f64>,
+}
+
+fn load(criterion: &Path, id: &str) -> Result<Measured> {
+    let dir = criterion.join(id).join("new");
+    let read = |name: &str| -> Result<Value> {
+        let path = dir.join(name);
+        let text = std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))
+    };
+    let estimates = read("estimates.json")?;
+    let benchmark = read("benchmark.json")?;
+    let median_ns =
+        estimates["median"]["point_estimate"].as_f64().ok_or(format!("{id}: no median estimate"))?;
+    let throughput = &benchmark["throughput"];
+    Ok(Measured { median_ns, bytes: throughput["Bytes"].as_f64(), elements: throughput["Elements"].as_f64() })
+}
+
+fn value(m: &Measured, unit: Unit) -> Option<f64> {
+    let per_sec = 1e9 / m.median_ns;
+    match unit {
+        Unit::BytesPerSec => m.bytes.map(|b| b * per_sec),
+        Unit::RecordsPerSec(Some(record_bytes)) => {
+            m.elements.or_else(|| m.bytes.map(|b| b / record_bytes as f64)).map(|n| n * per_sec)
+        }
+        Unit::RecordsPerSec(None) => m.elements.or(Some(1.0)).map(|n| n * per_sec),
+        Unit::Latency => Some(m.median_ns),
+    }
+}
+
+fn show(v: f64, unit: Unit) -> String {
+    match unit {
+        Unit::BytesPerSec => format!("{:.0} MB/s", v / 1e6),
+        Unit::RecordsPerSec(_) if v >= 1e6 => format!("{:.2} M/s", v / 1e6),
+        Unit::RecordsPerSec(_) => format!("{:.1} k/s", v / 1e3),
+        Unit::Latency => format!("{:.0} µs", v / 1e3),
+    }
+}
+
+pub(crate) fn run(quick: bool) -> Result {
+    let mut command = cargo();
+    command.args(["bench", "-p", "cairn", "--bench", "changelog", "--"]);
+    if quick {
+        command.arg("--quick");
+    }
+    crate::run(command)?;
+    let criterion = root().join("target/criterion");
+    let mut table = String::new();
+    let _ = writeln!(table, "| workload | cairn | baseline (same run) | ratio | target |");
+    let _ = writeln!(table, "|---|---|---|---|---|");
+    for row in ROWS {
+        let bench = load(&criterion, row.bench)?;
+        let baseline = load(&criterion, row.baseline)?;
+        let (Some(ours), Some(theirs)) = (value(&bench, row.unit), value(&baseline, row.unit)) else {
+            return Err(format!("{}: throughput missing", row.label));
+        };
+        let ratio = ours / theirs;
+        let _ = writeln!(
+            table,
+            "| {} | {} | {} ({}) | {:.2} | {} |",
+            row.label,
+            show(ours, row.unit),
+            show(theirs, row.unit),
+            row.baseline,
+            ratio,
+            row.target
+        );
+    }
+    println!("\n{table}");
+    let out = root().join("target/bench");
+    std::fs::create_dir_all(&out).map_err(|e| format!("{}: {e}", out.display()))?;
+    let path = out.join("report.md");
+    std::fs::write(&path, &table).map_err(|e| format!("{}: {e}", path.display()))?;
+    println!("written to {}", path.display());
+    Ok(())
+}
