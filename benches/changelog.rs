@@ -12,8 +12,8 @@
 
 use std::io::{BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
 use cairn::changelog::{Log, LogOptions, Record};
@@ -146,25 +146,29 @@ fn sync(c: &mut Criterion) {
     group.finish();
 }
 
-/// `threads` writers each append and sync `per_thread` records; returns the wall time.
+/// `threads` writers each append and sync `per_thread` records; returns the wall time from the
+/// moment all of them are running (thread start-up is not timed).
 fn time_concurrent_commits(threads: u64, per_thread: u64) -> Duration {
     let scratch = Scratch::new("group");
-    let log = Arc::new(open(&scratch.0));
+    let log = open(&scratch.0);
     let value = vec![0x5a; 100];
-    let started = Instant::now();
+    let ready = Barrier::new(threads as usize + 1);
     std::thread::scope(|scope| {
         for t in 0..threads {
-            let log = Arc::clone(&log);
-            let value = &value;
+            let (log, value, ready) = (&log, &value, &ready);
             scope.spawn(move || {
+                ready.wait();
                 for i in 0..per_thread {
                     log.append(Record::new(&key(t << 32 | i), Some(value), 0)).unwrap();
                     log.sync().unwrap();
                 }
             });
         }
-    });
-    started.elapsed()
+        ready.wait();
+        Instant::now()
+    })
+    // Read after the scope has joined every writer.
+    .elapsed()
 }
 
 fn group_commit(c: &mut Criterion) {

@@ -9,7 +9,7 @@
 //! later caller gets an error (P6), never a retried fsync.
 
 use crate::mutants;
-use crate::sync::{Condvar, Mutex, lock, wait};
+use crate::sync::{Condvar, Mutex, MutexGuard, lock, wait};
 use crate::watermark::Watermark;
 
 #[derive(Debug)]
@@ -20,7 +20,17 @@ struct State {
     leader: bool,
     /// An fsync failed or the log was poisoned; nothing is acknowledged any more.
     failed: bool,
+    /// Callers blocked waiting on `wake`.
+    waiting: u32,
+    /// Callers that were waiting when the last fsync finished: woken together, in a steady
+    /// workload they come back together, and the next leader waits a moment for them.
+    released: u32,
 }
+
+/// The longest a new leader waits for the callers released by the previous fsync (a fraction
+/// of one fsync, about 150 µs on the machines measured).
+#[cfg(not(loom))]
+const GATHER_MAX: std::time::Duration = std::time::Duration::from_micros(50);
 
 /// Why a commit was not acknowledged.
 #[derive(Debug)]
@@ -42,7 +52,7 @@ pub(crate) struct GroupCommit {
 impl GroupCommit {
     pub(crate) fn new(durable: u64) -> GroupCommit {
         GroupCommit {
-            state: Mutex::new(State { durable, leader: false, failed: false }),
+            state: Mutex::new(State { durable, leader: false, failed: false, waiting: 0, released: 0 }),
             wake: Condvar::new(),
             durable: Watermark::new(durable),
         }
@@ -78,14 +88,17 @@ impl GroupCommit {
             if !state.leader {
                 break;
             }
-            state = wait(&self.wake, state);
+            state = self.park(state);
         }
         // Lead: run the fsync without holding the lock, so that others can queue behind it.
         state.leader = true;
+        let expected = state.released;
+        let state = self.gather(state, expected);
         drop(state);
         let result = sync();
         let mut state = lock(&self.state);
         state.leader = false;
+        state.released = state.waiting;
         let outcome = match result {
             Ok(end) => {
                 if end > state.durable {
@@ -99,7 +112,7 @@ impl GroupCommit {
                 Err(CommitError::Sync(e))
             }
         };
-        self.wake_waiters();
+        self.wake_waiters(&state);
         outcome
     }
 
@@ -114,7 +127,7 @@ impl GroupCommit {
             if !state.leader {
                 break;
             }
-            state = wait(&self.wake, state);
+            state = self.park(state);
         }
         state.leader = true;
         drop(state);
@@ -125,7 +138,7 @@ impl GroupCommit {
             state.durable = durable;
             self.durable.publish(durable);
         }
-        self.wake_waiters();
+        self.wake_waiters(&state);
         Ok(result)
     }
 
@@ -137,7 +150,45 @@ impl GroupCommit {
         self.wake.notify_all();
     }
 
-    fn wake_waiters(&self) {
+    /// Lets the callers released by the previous fsync catch up before the leader's fsync
+    /// starts: they were woken at the same moment, so without this the first to return leads
+    /// an fsync covering its own record alone and the others wait for the next one (measured:
+    /// 2.4 commits per fsync with 4 writers). Waits until `expected` callers queue behind the
+    /// leader, for at most `GATHER_MAX`. Without followers to expect (a lone writer) it costs
+    /// nothing. Not modelled under loom, which has no clock; the protocol is correct for any
+    /// wait, including none.
+    fn gather<'a>(&'a self, state: MutexGuard<'a, State>, expected: u32) -> MutexGuard<'a, State> {
+        #[cfg(not(loom))]
+        {
+            let mut state = state;
+            let started = std::time::Instant::now();
+            while state.waiting < expected && started.elapsed() < GATHER_MAX {
+                drop(state);
+                std::thread::yield_now();
+                state = lock(&self.state);
+            }
+            state
+        }
+        #[cfg(loom)]
+        {
+            let _ = expected;
+            state
+        }
+    }
+
+    /// Blocks until woken, counted among the waiters.
+    fn park<'a>(&'a self, mut state: MutexGuard<'a, State>) -> MutexGuard<'a, State> {
+        state.waiting += 1;
+        let mut state = wait(&self.wake, state);
+        state.waiting -= 1;
+        state
+    }
+
+    fn wake_waiters(&self, state: &State) {
+        // Only when someone waits: a wake-up is a system call even with no one to wake.
+        if state.waiting == 0 {
+            return;
+        }
         if mutants::active(mutants::WAKE_ONE) {
             self.wake.notify_one();
         } else {
