@@ -18,12 +18,20 @@ pub struct DemoOptions {
 
 type DemoResult<T = ()> = Result<T, Box<dyn Error>>;
 
+/// `println!` that returns an error instead of panicking when stdout is closed (`| head`).
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        writeln!(std::io::stdout().lock(), $($arg)*)?
+    }};
+}
+
 pub fn run(options: &DemoOptions) -> DemoResult {
     let (dir, temporary) = match &options.dir {
         Some(dir) => (dir.clone(), false),
         None => (temp_dir(), true),
     };
-    println!(
+    say!(
         "cairn demo: {} records of {} B values in {}",
         options.records,
         options.value_bytes,
@@ -34,7 +42,7 @@ pub fn run(options: &DemoOptions) -> DemoResult {
         // The demo's own scratch space; not a durability path.
         let _ = std::fs::remove_dir_all(&dir);
     } else {
-        println!("log kept in {}", dir.display());
+        say!("log kept in {}", dir.display());
     }
     result
 }
@@ -45,23 +53,45 @@ fn temp_dir() -> PathBuf {
     std::env::temp_dir().join(format!("cairn-demo-{}-{nanos}", std::process::id()))
 }
 
-fn key_of(i: u64) -> [u8; 16] {
+/// `key-000000000042` for record 42 (cheap enough not to show in the append figure).
+fn key_of(mut i: u64) -> [u8; 16] {
     let mut key = *b"key-000000000000";
-    let digits = format!("{i:012}");
-    key[4..].copy_from_slice(digits.as_bytes());
+    for digit in key.iter_mut().skip(4).rev() {
+        *digit = b'0' + (i % 10) as u8;
+        i /= 10;
+    }
     key
 }
 
-fn value_of(i: u64, len: usize, buf: &mut Vec<u8>) {
-    buf.clear();
-    let mut x = i.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    while buf.len() < len {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        buf.extend_from_slice(&x.to_le_bytes());
+/// Record values: a window of a random pool chosen by the record's index, with the index in the
+/// first bytes, so that every value differs and can be regenerated to verify it.
+struct Values {
+    pool: Vec<u8>,
+    len: usize,
+}
+
+impl Values {
+    fn new(len: usize) -> Values {
+        let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+        let pool = (0..len + 4096)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect();
+        Values { pool, len }
     }
-    buf.truncate(len);
+
+    fn fill(&self, i: u64, buf: &mut Vec<u8>) {
+        let start = (i.wrapping_mul(131) % 4096) as usize;
+        buf.clear();
+        buf.extend_from_slice(self.pool.get(start..start + self.len).unwrap_or_default());
+        for (byte, tag) in buf.iter_mut().zip(i.to_le_bytes()) {
+            *byte = tag;
+        }
+    }
 }
 
 fn rate(count: f64, elapsed: Duration) -> f64 {
@@ -76,10 +106,11 @@ fn run_in(dir: &Path, options: &DemoOptions) -> DemoResult {
     // 1. Append and sync.
     let log = Log::open(Arc::clone(&fs), dir, log_options.clone())?;
     let base = log.end_offset();
+    let values = Values::new(options.value_bytes);
     let mut value = Vec::with_capacity(options.value_bytes);
     let started = Instant::now();
     for i in 0..options.records {
-        value_of(i, options.value_bytes, &mut value);
+        values.fill(i, &mut value);
         log.append(Record::new(&key_of(i), Some(&value), i as i64))?;
     }
     let appended = started.elapsed();
@@ -88,7 +119,7 @@ fn run_in(dir: &Path, options: &DemoOptions) -> DemoResult {
     let synced = sync_started.elapsed();
     log.close()?;
     drop(log);
-    println!(
+    say!(
         "append:  {:>10.0} records/s  {:>8.1} MB/s  ({:.2} s); sync {:.1} ms; durable end {durable}",
         rate(options.records as f64, appended),
         rate((options.records * record_bytes) as f64, appended) / 1e6,
@@ -99,7 +130,7 @@ fn run_in(dir: &Path, options: &DemoOptions) -> DemoResult {
     // 2. Reopen and verify every record.
     let log = Log::open(Arc::clone(&fs), dir, log_options.clone())?;
     let report = log.recovery_report().clone();
-    println!(
+    say!(
         "reopen:  {:.1} ms for {} segments, offsets {}..{}",
         report.duration.as_secs_f64() * 1e3,
         report.segments,
@@ -113,7 +144,7 @@ fn run_in(dir: &Path, options: &DemoOptions) -> DemoResult {
         for record in batch.records() {
             let record = record?;
             let i = record.offset - base;
-            value_of(i, options.value_bytes, &mut value);
+            values.fill(i, &mut value);
             if i != expected || record.key != key_of(i) || record.value != Some(&value[..]) {
                 return Err(
                     format!("record at offset {} does not match what was appended", record.offset).into()
@@ -126,7 +157,7 @@ fn run_in(dir: &Path, options: &DemoOptions) -> DemoResult {
         return Err(format!("read {expected} records back, appended {}", options.records).into());
     }
     let read = started.elapsed();
-    println!(
+    say!(
         "verify:  {:>10.0} records/s  {:>8.1} MB/s  ({:.2} s); all {} records match",
         rate(expected as f64, read),
         rate((expected * record_bytes) as f64, read) / 1e6,
@@ -138,7 +169,7 @@ fn run_in(dir: &Path, options: &DemoOptions) -> DemoResult {
     //    as a power cut can leave it. Recovery cuts the invalid tail and reports it.
     let synced_end = log.end_offset();
     for i in 0..10 {
-        value_of(i, options.value_bytes, &mut value);
+        values.fill(i, &mut value);
         log.append(Record::new(b"unsynced", Some(&value), 0))?;
     }
     log.flush()?;
@@ -151,7 +182,7 @@ fn run_in(dir: &Path, options: &DemoOptions) -> DemoResult {
     let log = Log::open(Arc::clone(&fs), dir, log_options)?;
     let report = log.recovery_report();
     match &report.tail_cut {
-        Some(cut) => println!(
+        Some(cut) => say!(
             "recover: {:.1} ms; torn tail cut at byte {} of {} ({} bytes, {} records dropped: {}); log ends at {}",
             report.duration.as_secs_f64() * 1e3,
             cut.position,

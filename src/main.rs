@@ -35,6 +35,12 @@ enum Command {
     },
 }
 
+/// Whether the error is stdout having been closed by the reader (`cairn demo | head`): the
+/// output was cut short on purpose, so there is nothing to report.
+fn is_broken_pipe(error: &(dyn std::error::Error + 'static)) -> bool {
+    error.downcast_ref::<std::io::Error>().is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
@@ -44,6 +50,7 @@ fn main() -> ExitCode {
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        Err(e) if is_broken_pipe(e.as_ref()) => ExitCode::FAILURE,
         Err(e) => {
             eprintln!("error: {e}");
             let mut source = std::error::Error::source(e.as_ref());
