@@ -31,12 +31,7 @@ pub fn run(options: &DemoOptions) -> DemoResult {
         Some(dir) => (dir.clone(), false),
         None => (temp_dir(), true),
     };
-    say!(
-        "cairn demo: {} records of {} B values in {}",
-        options.records,
-        options.value_bytes,
-        dir.display()
-    );
+    say!("cairn demo: {} records of {} B values in {}", options.records, options.value_bytes, dir.display());
     let result = run_in(&dir, options);
     if temporary && !options.keep {
         // The demo's own scratch space; not a durability path.

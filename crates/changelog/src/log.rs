@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
-use cairn_fs::{FileLock, Fs, OpenMode};
+use cairn_fs::{File, FileLock, Fs, OpenMode};
 
 use crate::batch::{self, HEADER_LEN, OpenBatch};
 use crate::error::{Error, Result};
@@ -549,17 +549,13 @@ impl Shared {
         if offset >= w.next_offset {
             return Ok(None);
         }
-        let start = lock(&self.segments).first().map_or(0, |s| s.base);
+        let start = self.start_offset();
         if offset < start {
             return Err(Error::OffsetOutOfRange { offset, start, end: w.next_offset });
         }
         // What stays must be durable when this returns; flush it all first.
         self.make_durable(w.take_pending())?;
         let segments = self.segments();
-        let start = segments.first().map_or(0, |s| s.base);
-        if offset < start {
-            return Err(Error::OffsetOutOfRange { offset, start, end: w.next_offset });
-        }
         let holder = segments.iter().rposition(|s| s.base <= offset).unwrap_or(0);
         // The segment that ends up last, and where it is cut.
         let (keep, cut) = match segments.get(holder) {
@@ -570,27 +566,19 @@ impl Shared {
             self.remove_segment(doomed)?;
         }
         let Some(segment) = segments.get(keep).map(Arc::clone) else {
-            return Err(self.poison(Error::io(
-                "truncate",
-                &self.dir,
-                std::io::Error::other("no segment to keep"),
-            )));
+            let missing = std::io::Error::other("no segment to keep");
+            return Err(self.poison(Error::io("truncate", &self.dir, missing)));
         };
         drop(segments);
-        let new_active = self.cut_segment(&mut w, &segment, cut)?;
-        {
-            let mut list = lock(&self.segments);
-            let mut kept: Vec<_> = list.iter().take(keep).cloned().collect();
-            kept.push(Arc::clone(&new_active.0));
-            *list = Arc::new(kept);
-        }
-        let (active, scan) = new_active;
-        w.active = active;
+        let scan = self.cut_segment(&mut w, keep, &segment, cut)?;
         w.written = scan.end;
         w.last_indexed = scan.entries.last().map_or(0, |e| u64::from(e.position));
         w.max_ts = scan.max_ts;
         w.next_offset = offset;
         w.started = Instant::now();
+        w.buf.clear();
+        w.open = None;
+        w.batch_starts.clear();
         self.truncations.fetch_add(1, Ordering::AcqRel);
         self.end.publish(offset);
         Ok(Some(offset))
@@ -610,16 +598,22 @@ impl Shared {
         self.fs.sync_dir(&self.dir).map_err(|e| self.poison(Error::io("sync_dir", &self.dir, e)))
     }
 
-    /// Cuts `segment` so that it ends just before `cut` (or keeps it whole for `None`) and
-    /// makes it the active segment. Works in place when nobody else holds the segment;
-    /// otherwise, or when the cut falls inside a batch, writes the kept part to a new file and
-    /// renames it over the old one, so that readers still holding the old file see it intact.
+    /// Cuts `segment` (at position `keep` of the list) so that it ends just before `cut`, or
+    /// keeps it whole for `None`, and installs it as the active segment, the last of the list.
+    /// Returns the scan of what it keeps.
+    ///
+    /// In place when no reader can reach the segment: the check and the cut happen under the
+    /// segment-list lock, and a reader holds either the segment itself or a clone of the list,
+    /// both counted. Otherwise, or when the cut falls inside a batch, the kept part is written
+    /// to a new file renamed over the old one, so that readers holding the old file, or a
+    /// mapping of it, keep reading it intact (a mapping of a file cut shorter would fault).
     fn cut_segment(
         &self,
         w: &mut Writer,
+        keep: usize,
         segment: &Arc<Segment>,
         cut: Option<u64>,
-    ) -> Result<(Arc<Segment>, crate::segment::Scan)> {
+    ) -> Result<crate::segment::Scan> {
         let fs = self.fs.as_ref();
         let (position, replacement) = match cut {
             None => (segment.published.load(), None),
@@ -628,43 +622,28 @@ impl Shared {
             // into a removed file (P6).
             Some(offset) => self.find_cut(segment, offset).map_err(|e| self.poison(e))?,
         };
-        // Holders: the segment list, and the writer if it is the active segment.
-        let baseline = 1 + usize::from(Arc::ptr_eq(segment, &w.active));
-        let shared_with_readers = Arc::strong_count(segment) > baseline + 1; // +1: our own clone
-        let index = self.dir.join(index_name(segment.base));
         let poison_io = |op, path: &Path, e| self.poison(Error::io(op, path, e));
-        let file = if cut.is_none() {
-            // Kept whole: only a new handle for the new active segment.
-            fs.open(&segment.path, OpenMode::ReadWrite).map_err(|e| poison_io("open", &segment.path, e))?
-        } else if replacement.is_none() && !shared_with_readers {
-            // Nobody reads this segment (and so nobody maps it): cut in place.
+        let mut list = lock(&self.segments);
+        // Holders besides readers: the list, our clone, and the writer if it is the active one.
+        let holders = 2 + usize::from(Arc::ptr_eq(segment, &w.active));
+        let unreachable = Arc::strong_count(&*list) == 1 && Arc::strong_count(segment) == holders;
+        let file = if cut.is_some() && replacement.is_none() && unreachable {
             segment.file.set_len(position).map_err(|e| poison_io("set_len", &segment.path, e))?;
             segment.file.sync_data().map_err(|e| poison_io("sync_data", &segment.path, e))?;
             fs.open(&segment.path, OpenMode::ReadWrite).map_err(|e| poison_io("open", &segment.path, e))?
         } else {
-            let temp = self.dir.join(format!("{}.truncate{TEMP_SUFFIX}", log_name(segment.base)));
-            match fs.remove_file(&temp) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(poison_io("remove", &temp, e)),
-            }
-            let file = fs.open(&temp, OpenMode::CreateNew).map_err(|e| poison_io("create", &temp, e))?;
-            let mut buf = vec![0; 1 << 20];
-            let mut at = 0;
-            while at < position {
-                let n = (position - at).min(buf.len() as u64) as usize;
-                let chunk = buf.get_mut(..n).unwrap_or_default();
-                segment.file.read_exact_at(chunk, at).map_err(|e| poison_io("read", &segment.path, e))?;
-                file.write_all_at(chunk, at).map_err(|e| poison_io("write", &temp, e))?;
-                at += n as u64;
-            }
-            if let Some(bytes) = &replacement {
-                file.write_all_at(bytes, position).map_err(|e| poison_io("write", &temp, e))?;
-            }
-            file.sync_data().map_err(|e| poison_io("sync_data", &temp, e))?;
-            fs.rename(&temp, &segment.path).map_err(|e| poison_io("rename", &temp, e))?;
+            drop(list);
+            let file = match cut {
+                // Kept whole: only a new handle for the new active segment.
+                None => fs
+                    .open(&segment.path, OpenMode::ReadWrite)
+                    .map_err(|e| poison_io("open", &segment.path, e))?,
+                Some(_) => self.rewrite_prefix(segment, position, replacement.as_deref())?,
+            };
+            list = lock(&self.segments);
             file
         };
+        let index = self.dir.join(index_name(segment.base));
         match fs.remove_file(&index) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
@@ -677,12 +656,47 @@ impl Shared {
         if let Some((position, kind)) = stop {
             return Err(self.poison(Error::corruption(&segment.path, position, kind)));
         }
-        let active =
-            Segment::active(segment.base, segment.path.clone(), file, scan.end, scan.entries.clone());
-        w.buf.clear();
-        w.open = None;
-        w.batch_starts.clear();
-        Ok((Arc::new(active), scan))
+        let active = Arc::new(Segment::active(
+            segment.base,
+            segment.path.clone(),
+            file,
+            scan.end,
+            scan.entries.clone(),
+        ));
+        let mut kept: Vec<_> = list.iter().take(keep).cloned().collect();
+        kept.push(Arc::clone(&active));
+        *list = Arc::new(kept);
+        w.active = active;
+        Ok(scan)
+    }
+
+    /// Writes the first `position` bytes of `segment`, then `tail` if given, to a temporary
+    /// file, fsyncs it and renames it over the segment. Returns the new file.
+    fn rewrite_prefix(&self, segment: &Segment, position: u64, tail: Option<&[u8]>) -> Result<Box<dyn File>> {
+        let fs = self.fs.as_ref();
+        let poison_io = |op, path: &Path, e| self.poison(Error::io(op, path, e));
+        let temp = self.dir.join(format!("{}.truncate{TEMP_SUFFIX}", log_name(segment.base)));
+        match fs.remove_file(&temp) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(poison_io("remove", &temp, e)),
+        }
+        let file = fs.open(&temp, OpenMode::CreateNew).map_err(|e| poison_io("create", &temp, e))?;
+        let mut buf = vec![0; 1 << 20];
+        let mut at = 0;
+        while at < position {
+            let n = (position - at).min(buf.len() as u64) as usize;
+            let chunk = buf.get_mut(..n).unwrap_or_default();
+            segment.file.read_exact_at(chunk, at).map_err(|e| poison_io("read", &segment.path, e))?;
+            file.write_all_at(chunk, at).map_err(|e| poison_io("write", &temp, e))?;
+            at += n as u64;
+        }
+        if let Some(bytes) = tail {
+            file.write_all_at(bytes, position).map_err(|e| poison_io("write", &temp, e))?;
+        }
+        file.sync_data().map_err(|e| poison_io("sync_data", &temp, e))?;
+        fs.rename(&temp, &segment.path).map_err(|e| poison_io("rename", &temp, e))?;
+        Ok(file)
     }
 
     /// Where to cut `segment` so that it ends before `offset`: the position of the batch holding

@@ -178,7 +178,11 @@ impl Reader {
             }
             let cursor = match &mut self.cursor {
                 Some(cursor) => cursor,
-                None => self.cursor.insert(self.locate()?),
+                None => {
+                    // A new cursor may be on another file: the scan buffer holds the old one's.
+                    self.scan.reset();
+                    self.cursor.insert(self.locate()?)
+                }
             };
             let segment = Arc::clone(&cursor.segment);
             let found = match (&cursor.map, segment.sealed_info()) {
@@ -228,6 +232,7 @@ impl Reader {
                 if Arc::ptr_eq(&next.segment, &segment) {
                     return Ok(None);
                 }
+                self.scan.reset();
                 self.cursor = Some(next);
                 continue;
             };

@@ -311,6 +311,12 @@ impl FileScan {
         self.position = position;
     }
 
+    /// Forgets the buffered bytes: call before reading another file, whose bytes at the same
+    /// positions differ.
+    pub(crate) fn reset(&mut self) {
+        self.buf.clear();
+    }
+
     /// Makes `buf` hold `[position, position + need)`, reading at most up to `limit`;
     /// `need` never exceeds `limit - position`.
     fn fill(&mut self, file: &dyn File, limit: u64, need: usize) -> io::Result<()> {
