@@ -1,0 +1,155 @@
+//! The documented behaviour of the public API beyond the model test: options, limits, closing,
+//! read limits, rolling by age.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, missing_docs)]
+
+mod common;
+
+use std::sync::Arc;
+
+use cairn_changelog::{Error, Log, LogOptions, ReadLimit, Record};
+use cairn_fs::{Fs, OpenMode, SimFs};
+use common::{count_segments, read_from, small_options};
+
+fn sim() -> (SimFs, Arc<dyn Fs>) {
+    let fs = SimFs::new(3);
+    let shared: Arc<dyn Fs> = Arc::new(fs.clone());
+    (fs, shared)
+}
+
+#[test]
+fn a_segment_older_than_its_age_limit_rolls_at_the_next_append() {
+    let (fs, shared) = sim();
+    let mut options = small_options();
+    options.segment_age_ms_max = Some(20);
+    let log = Log::open(shared, "/log", options).unwrap();
+    log.append(Record::new(b"a", Some(b"1"), 0)).unwrap();
+    log.append(Record::new(b"b", Some(b"2"), 0)).unwrap();
+    assert_eq!(count_segments(&fs, "/log".as_ref()), 1, "rolled before the age limit");
+    std::thread::sleep(std::time::Duration::from_millis(40));
+    log.append(Record::new(b"c", Some(b"3"), 0)).unwrap();
+    assert_eq!(count_segments(&fs, "/log".as_ref()), 2, "did not roll after the age limit");
+    log.flush().unwrap();
+    assert_eq!(read_from(&log, 0).len(), 3);
+}
+
+#[test]
+fn without_an_age_limit_a_small_segment_never_rolls() {
+    let (fs, shared) = sim();
+    let log = Log::open(shared, "/log", small_options()).unwrap();
+    log.append(Record::new(b"a", Some(b"1"), 0)).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(30));
+    log.append(Record::new(b"b", Some(b"2"), 0)).unwrap();
+    assert_eq!(count_segments(&fs, "/log".as_ref()), 1);
+}
+
+#[test]
+fn appends_past_the_last_offset_are_refused_and_change_nothing() {
+    let (fs, shared) = sim();
+    fs.create_dir_all("/log".as_ref()).unwrap();
+    drop(fs.open("/log/18446744073709551613.log".as_ref(), OpenMode::CreateNew).unwrap());
+    let log = Log::open(shared, "/log", small_options()).unwrap();
+    assert_eq!(log.end_offset(), u64::MAX - 2);
+    let two = [Record::new(b"a", None, 0), Record::new(b"b", None, 0)];
+    assert_eq!(log.append_batch(&two).unwrap(), u64::MAX - 2..u64::MAX);
+    match log.append(Record::new(b"c", None, 0)) {
+        Err(Error::OffsetsExhausted { end, wanted: 1 }) => assert_eq!(end, u64::MAX),
+        other => panic!("expected OffsetsExhausted, got {other:?}"),
+    }
+    assert!(!log.is_poisoned(), "a refused append is not a durability failure");
+    assert_eq!(log.sync().unwrap(), u64::MAX);
+}
+
+#[test]
+fn impossible_options_are_refused() {
+    let (_, shared) = sim();
+    let mut tiny = LogOptions::default();
+    tiny.segment_bytes_max = 1000;
+    let mut no_interval = LogOptions::default();
+    no_interval.index_interval_bytes = 0;
+    let mut no_batch = LogOptions::default();
+    no_batch.batch_bytes_max = 10;
+    for (options, field) in
+        [(tiny, "segment_bytes_max"), (no_interval, "index_interval_bytes"), (no_batch, "batch_bytes_max")]
+    {
+        match Log::open(Arc::clone(&shared), "/log", options) {
+            Err(Error::InvalidOptions { option, .. }) => assert_eq!(option, field),
+            other => panic!("expected InvalidOptions for {field}, got {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn a_closed_log_refuses_writes_and_keeps_serving_readers() {
+    let (_, shared) = sim();
+    let log = Log::open(Arc::clone(&shared), "/log", small_options()).unwrap();
+    log.append(Record::new(b"k", Some(b"v"), 0)).unwrap();
+    let mut reader = log.reader(0).unwrap();
+    log.close().unwrap();
+    log.close().unwrap(); // idempotent
+    assert!(matches!(log.append(Record::new(b"k", None, 0)), Err(Error::Closed)));
+    assert!(matches!(log.sync(), Err(Error::Closed)));
+    assert!(matches!(log.flush(), Err(Error::Closed)));
+    assert!(matches!(log.truncate(0), Err(Error::Closed)));
+    assert_eq!(reader.next_batch().unwrap().unwrap().len(), 1);
+    // The directory lock is released by close.
+    let reopened = Log::open(shared, "/log", small_options()).unwrap();
+    assert_eq!(reopened.end_offset(), 1);
+}
+
+#[test]
+fn a_durable_reader_sees_only_synced_records() {
+    let (_, shared) = sim();
+    let mut options = small_options();
+    options.write_buffer_bytes = 0;
+    let log = Log::open(shared, "/log", options).unwrap();
+    for i in 0..5u8 {
+        log.append(Record::new(&[i], Some(&[i]), 0)).unwrap();
+    }
+    log.sync().unwrap();
+    for i in 5..9u8 {
+        log.append(Record::new(&[i], Some(&[i]), 0)).unwrap();
+    }
+    let durable: Vec<_> =
+        log.reader_with(0, ReadLimit::Durable).unwrap().into_records().collect::<Result<_, _>>().unwrap();
+    assert_eq!(durable.len(), 5);
+    assert_eq!(read_from(&log, 0).len(), 9, "a written reader sees the unsynced records too");
+    log.sync().unwrap();
+    let durable = log.reader_with(0, ReadLimit::Durable).unwrap().into_records().count();
+    assert_eq!(durable, 9);
+}
+
+#[test]
+fn an_empty_batch_appends_nothing() {
+    let (_, shared) = sim();
+    let log = Log::open(shared, "/log", small_options()).unwrap();
+    log.append(Record::new(b"k", None, 0)).unwrap();
+    assert_eq!(log.append_batch(&[]).unwrap(), 1..1);
+    assert_eq!(log.end_offset(), 1);
+}
+
+#[test]
+fn full_verification_on_open_accepts_a_healthy_log() {
+    let (_, shared) = sim();
+    let log = Log::open(Arc::clone(&shared), "/log", small_options()).unwrap();
+    for i in 0..300u32 {
+        log.append(Record::new(&i.to_le_bytes(), Some(&[7; 40]), 0)).unwrap();
+    }
+    log.close().unwrap();
+    drop(log);
+    let mut options = small_options();
+    options.verify_on_open = true;
+    let log = Log::open(shared, "/log", options).unwrap();
+    assert!(log.recovery_report().segments > 3);
+    assert_eq!(log.recovery_report().indexes_rebuilt, 0, "healthy indexes were rewritten");
+    assert_eq!(read_from(&log, 0).len(), 300);
+}
+
+#[test]
+fn readers_refuse_offsets_outside_the_log() {
+    let (_, shared) = sim();
+    let log = Log::open(shared, "/log", small_options()).unwrap();
+    log.append(Record::new(b"k", None, 0)).unwrap();
+    log.flush().unwrap();
+    assert!(log.reader(1).is_ok(), "a reader at the end waits for new records");
+    assert!(matches!(log.reader(2), Err(Error::OffsetOutOfRange { offset: 2, start: 0, end: 1 })));
+}
