@@ -62,10 +62,11 @@ pub enum CorruptionKind {
         /// The base offset of this segment.
         found: u64,
     },
-    /// A sealed segment has bytes after its last batch.
-    TrailingBytes {
-        /// How many.
-        bytes: u64,
+    /// The last segment is marked sealed (it has a valid index file), so segments after it are
+    /// missing.
+    SegmentMissing {
+        /// The base offset of the segment that should follow.
+        expected: u64,
     },
     /// The log ends before an offset the caller knows was made durable.
     MissingDurableData {
@@ -99,8 +100,8 @@ impl fmt::Display for CorruptionKind {
             CorruptionKind::SegmentGap { expected, found } => {
                 write!(f, "segment starts at offset {found}, the previous one ends at {expected}")
             }
-            CorruptionKind::TrailingBytes { bytes } => {
-                write!(f, "{bytes} bytes after the last batch of a sealed segment")
+            CorruptionKind::SegmentMissing { expected } => {
+                write!(f, "the last segment is sealed; the segment starting at offset {expected} is missing")
             }
             CorruptionKind::MissingDurableData { durable_end, found_end } => {
                 write!(f, "log ends at offset {found_end}, but offsets up to {durable_end} were durable")
@@ -171,7 +172,7 @@ pub enum Error {
     ReaderTruncated {
         /// The reader's next offset.
         position: u64,
-        /// The log's end after the truncation.
+        /// Where the log was truncated (the lowest cut since the reader last looked).
         end: u64,
     },
     /// Options that cannot work together.
@@ -250,7 +251,10 @@ impl fmt::Display for Error {
                 write!(f, "{wanted} more offsets after {end} would pass the largest offset")
             }
             Error::ReaderTruncated { position, end } => {
-                write!(f, "reader at offset {position} is past the log's end {end} after a truncation")
+                write!(
+                    f,
+                    "reader at offset {position} passed offset {end}, where the log was since truncated"
+                )
             }
             Error::InvalidOptions { option, reason } => {
                 write!(f, "invalid option {option}: {reason}")

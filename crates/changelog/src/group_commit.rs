@@ -41,6 +41,21 @@ pub(crate) enum CommitError<E> {
     Failed,
 }
 
+/// Dropped only if the leader's closure panics (it is forgotten otherwise): gives up the
+/// leadership and fails the commit, so that waiters and later callers get an error instead of
+/// waiting forever for a leader that is gone.
+struct Unwinding<'a>(&'a GroupCommit);
+
+impl Drop for Unwinding<'_> {
+    fn drop(&mut self) {
+        let mut state = lock(&self.0.state);
+        state.leader = false;
+        state.failed = true;
+        drop(state);
+        self.0.wake.notify_all();
+    }
+}
+
 /// The group-commit coordinator and the durable watermark it guards.
 #[derive(Debug)]
 pub(crate) struct GroupCommit {
@@ -95,7 +110,9 @@ impl GroupCommit {
         let expected = state.released;
         let state = self.gather(state, expected);
         drop(state);
+        let unwinding = Unwinding(self);
         let result = sync();
+        std::mem::forget(unwinding);
         let mut state = lock(&self.state);
         state.leader = false;
         state.released = state.waiting;
@@ -131,7 +148,9 @@ impl GroupCommit {
         }
         state.leader = true;
         drop(state);
+        let unwinding = Unwinding(self);
         let (result, durable) = f();
+        std::mem::forget(unwinding);
         let mut state = lock(&self.state);
         state.leader = false;
         if let Some(durable) = durable {

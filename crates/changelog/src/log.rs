@@ -2,7 +2,8 @@
 //!
 //! Locks, always taken in this order: the group commit's leadership (held across an fsync or a
 //! truncation, never while waiting for the others), then the writer, then the segment list.
-//! Readers take only the segment list, briefly, to clone it.
+//! Readers take only the segment list, to clone it: briefly, except while a truncation cuts a
+//! segment in place.
 
 use std::ops::Range;
 use std::path::{Path, PathBuf};
@@ -11,7 +12,7 @@ use std::time::Instant;
 
 use cairn_fs::{File, FileLock, Fs, OpenMode};
 
-use crate::batch::{self, HEADER_LEN, OpenBatch};
+use crate::batch::{self, OpenBatch};
 use crate::error::{Error, Result};
 use crate::group_commit::{CommitError, GroupCommit};
 use crate::index::{Entry, Summary};
@@ -76,9 +77,13 @@ pub(crate) struct Shared {
     pub(crate) commit: GroupCommit,
     /// Counts truncations, so that readers notice one happened under them.
     pub(crate) truncations: AtomicU64,
+    /// The offset of every truncation, in order: the `n`-th is where truncation `n + 1` cut.
+    truncated_at: Mutex<Vec<u64>>,
     poisoned: AtomicBool,
     poison_cause: OnceLock<Arc<Error>>,
-    lock: Mutex<Option<FileLock>>,
+    /// Held until the log and every reader of it are dropped: a reader may map a sealed
+    /// segment, and another handle on the directory could otherwise cut that file under it.
+    _lock: FileLock,
 }
 
 /// The writer's state, under the writer lock.
@@ -157,9 +162,10 @@ impl Log {
             end: Watermark::new(recovered.next_offset),
             commit: GroupCommit::new(recovered.next_offset),
             truncations: AtomicU64::new(0),
+            truncated_at: Mutex::new(Vec::new()),
             poisoned: AtomicBool::new(false),
             poison_cause: OnceLock::new(),
-            lock: Mutex::new(Some(recovered.lock)),
+            _lock: recovered.lock,
         };
         Ok(Log { shared: Arc::new(shared), report: recovered.report })
     }
@@ -210,11 +216,16 @@ impl Log {
         if w.next_offset.checked_add(records.len() as u64).is_none() {
             return Err(Error::OffsetsExhausted { end: w.next_offset, wanted: records.len() as u64 });
         }
-        if w.should_roll(&shared.options, bytes) {
+        // Joining the open batch, the records' timestamps are encoded against its first one.
+        let joined = w.open.as_ref().and_then(|open| {
+            let body: u64 = records.iter().map(|r| batch::record_len(r, open.first_ts) as u64).sum();
+            (open.len(&w.buf) as u64 + body <= limit).then_some(body)
+        });
+        let mut join = joined.is_some();
+        if w.should_roll(&shared.options, joined.unwrap_or(bytes)) {
             shared.roll(&mut w)?;
+            join = false;
         }
-        let body = bytes - HEADER_LEN as u64;
-        let join = w.open.as_ref().is_some_and(|open| open.len(&w.buf) as u64 + body <= limit);
         if !join {
             w.seal_open();
             let start = w.buf.len();
@@ -325,7 +336,8 @@ impl Log {
 
     /// Removes every record at and after `offset`, durably: when this returns, the log ends at
     /// `offset` and stays so after a crash. Records below `offset` are durable afterwards too.
-    /// Readers past `offset` get [`Error::ReaderTruncated`]. A crash during the call leaves the
+    /// Readers that had passed `offset` get [`Error::ReaderTruncated`] until moved with
+    /// [`Reader::seek`](crate::Reader::seek). A crash during the call leaves the
     /// log ending somewhere between `offset` and its old end. At or past the end, nothing
     /// changes and nothing is synced.
     ///
@@ -344,8 +356,9 @@ impl Log {
         }
     }
 
-    /// Writes and fsyncs what is buffered, releases the directory lock, and makes every later
-    /// call fail with [`Error::Closed`]. Readers keep reading what was written.
+    /// Writes and fsyncs what is buffered and makes every later call fail with
+    /// [`Error::Closed`]. Readers keep reading what was written. The directory's lock is
+    /// released when the log and all its readers are dropped.
     ///
     /// # Errors
     /// [`Error::Io`] if the final write or fsync fails (poisoning the log); [`Error::Poisoned`].
@@ -364,7 +377,6 @@ impl Log {
                 return (Err(e), None);
             }
             w.closed = true;
-            *lock(&shared.lock) = None;
             (Ok(()), Some(w.next_offset))
         });
         match result {
@@ -383,7 +395,6 @@ impl Drop for Log {
             let _ = self.shared.write_out(&mut w);
         }
         w.closed = true;
-        *lock(&self.shared.lock) = None;
     }
 }
 
@@ -425,6 +436,11 @@ impl Shared {
         lock(&self.segments).first().map_or(0, |s| s.base)
     }
 
+    /// The lowest offset cut by the truncations after the first `epoch` ones, if any.
+    pub(crate) fn truncated_since(&self, epoch: u64) -> Option<u64> {
+        lock(&self.truncated_at).iter().skip(usize::try_from(epoch).unwrap_or(usize::MAX)).min().copied()
+    }
+
     pub(crate) fn segments(&self) -> Arc<Vec<Arc<Segment>>> {
         Arc::clone(&lock(&self.segments))
     }
@@ -440,6 +456,11 @@ impl Shared {
     }
 
     fn poisoned_error(&self) -> Error {
+        if self.poison_cause.get().is_none() {
+            // The group commit failed without an error of ours: a leader panicked mid-fsync.
+            let panicked = std::io::Error::other("an earlier sync panicked during its fsync");
+            drop(self.poison(Error::io("sync", &self.dir, panicked)));
+        }
         match self.poison_cause.get() {
             Some(cause) => Error::Poisoned { cause: Arc::clone(cause) },
             None => Error::Closed,
@@ -487,7 +508,9 @@ impl Shared {
 
     /// Makes durable what `pending` covers: each sealed segment's data, then its index file as
     /// its durability marker (recovery trusts a sealed segment only once marked), then the
-    /// active segment's data. Any failure poisons the log.
+    /// active segment's data, then the directory if markers were written (so that damage in a
+    /// flushed segment is reported as corruption after a crash, not cut as a torn tail). Any
+    /// failure poisons the log.
     fn make_durable(&self, pending: Pending) -> Result<()> {
         for seal in &pending.sealed {
             let segment = &seal.segment;
@@ -497,7 +520,11 @@ impl Shared {
                 .map_err(|e| self.poison(e))?;
         }
         let active = &pending.active;
-        active.file.sync_data().map_err(|e| self.poison(Error::io("sync_data", &active.path, e)))
+        active.file.sync_data().map_err(|e| self.poison(Error::io("sync_data", &active.path, e)))?;
+        if !pending.sealed.is_empty() {
+            self.fs.sync_dir(&self.dir).map_err(|e| self.poison(Error::io("sync_dir", &self.dir, e)))?;
+        }
+        Ok(())
     }
 
     /// Seals the active segment and starts a new one at the next offset. The sealed segment's
@@ -562,6 +589,12 @@ impl Shared {
             Some(s) if s.base == offset && holder > 0 => (holder - 1, None),
             _ => (holder, Some(offset)),
         };
+        // Markers first, from the kept segment on: a marked segment must never end up last
+        // (recovery would take that for a missing segment), whichever removals a crash keeps.
+        for segment in segments.iter().skip(keep) {
+            self.remove_if_present(&self.dir.join(index_name(segment.base)))?;
+        }
+        self.fs.sync_dir(&self.dir).map_err(|e| self.poison(Error::io("sync_dir", &self.dir, e)))?;
         for doomed in segments.iter().skip(keep + 1).rev() {
             self.remove_segment(doomed)?;
         }
@@ -579,19 +612,26 @@ impl Shared {
         w.buf.clear();
         w.open = None;
         w.batch_starts.clear();
+        // The offset, then the epoch (release), then the end: a reader that sees the new end
+        // sees the new epoch, and one that sees the epoch finds its offset.
+        lock(&self.truncated_at).push(offset);
         self.truncations.fetch_add(1, Ordering::AcqRel);
         self.end.publish(offset);
         Ok(Some(offset))
     }
 
+    /// Removes the file at `path` if it exists; any other failure poisons the log.
+    fn remove_if_present(&self, path: &Path) -> Result<()> {
+        match self.fs.remove_file(path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(self.poison(Error::io("remove", path, e))),
+        }
+    }
+
     /// Removes a whole segment (and its index), durably, before anything before it changes.
     fn remove_segment(&self, segment: &Segment) -> Result<()> {
-        let index = self.dir.join(index_name(segment.base));
-        match self.fs.remove_file(&index) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(self.poison(Error::io("remove", &index, e))),
-        }
+        self.remove_if_present(&self.dir.join(index_name(segment.base)))?;
         self.fs.remove_file(&segment.path).map_err(|e| self.poison(Error::io("remove", &segment.path, e)))?;
         // One directory sync per segment: removals that became durable out of order could leave
         // a gap, which the next open would rightly call corruption.
@@ -643,12 +683,6 @@ impl Shared {
             list = lock(&self.segments);
             file
         };
-        let index = self.dir.join(index_name(segment.base));
-        match fs.remove_file(&index) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(poison_io("remove", &index, e)),
-        }
         fs.sync_dir(&self.dir).map_err(|e| poison_io("sync_dir", &self.dir, e))?;
         let len = file.len().map_err(|e| poison_io("stat", &segment.path, e))?;
         let (scan, stop) = scan_file(file.as_ref(), segment.base, len, self.options.index_interval_bytes)
@@ -676,11 +710,7 @@ impl Shared {
         let fs = self.fs.as_ref();
         let poison_io = |op, path: &Path, e| self.poison(Error::io(op, path, e));
         let temp = self.dir.join(format!("{}.truncate{TEMP_SUFFIX}", log_name(segment.base)));
-        match fs.remove_file(&temp) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(poison_io("remove", &temp, e)),
-        }
+        self.remove_if_present(&temp)?;
         let file = fs.open(&temp, OpenMode::CreateNew).map_err(|e| poison_io("create", &temp, e))?;
         let mut buf = vec![0; 1 << 20];
         let mut at = 0;

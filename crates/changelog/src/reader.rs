@@ -94,6 +94,7 @@ impl Reader {
         }
         self.next = offset;
         self.cursor = None;
+        self.epoch = self.shared.truncations.load(Ordering::Acquire);
         Ok(())
     }
 
@@ -102,7 +103,8 @@ impl Reader {
     ///
     /// # Errors
     /// [`Error::Corruption`] for a damaged batch (naming the file and position);
-    /// [`Error::ReaderTruncated`] if a truncation removed records this reader had passed;
+    /// [`Error::ReaderTruncated`] if a truncation removed records this reader had passed (again
+    /// on every call, until [`Reader::seek`] moves it);
     /// [`Error::OffsetOutOfRange`] if the reader's position is no longer in the log;
     /// [`Error::Io`] if reading fails.
     pub fn next_batch(&mut self) -> Result<Option<BatchView<'_>>> {
@@ -160,19 +162,32 @@ impl Reader {
         Ok(Cursor { segment: Arc::clone(segment), map, position, expected })
     }
 
+    /// Notices truncations since the reader last looked: if one cut below the reader's
+    /// position, what the reader returned is gone, so it fails (until moved with `seek`);
+    /// otherwise it drops its cursor, which may point into a replaced file.
+    fn check_truncations(&mut self) -> Result<()> {
+        let epoch = self.shared.truncations.load(Ordering::Acquire);
+        if epoch == self.epoch {
+            return Ok(());
+        }
+        let lowest = self.shared.truncated_since(self.epoch);
+        if let Some(cut) = lowest
+            && cut < self.next
+        {
+            return Err(Error::ReaderTruncated { position: self.next, end: cut });
+        }
+        self.epoch = epoch;
+        self.cursor = None;
+        Ok(())
+    }
+
     /// Moves to the next batch holding `self.next` or later, within the read limit.
     fn advance(&mut self) -> Result<Option<Found>> {
         loop {
-            let epoch = self.shared.truncations.load(Ordering::Acquire);
-            if epoch != self.epoch {
-                self.epoch = epoch;
-                self.cursor = None;
-                let end = self.shared.end.load();
-                if self.next > end {
-                    return Err(Error::ReaderTruncated { position: self.next, end });
-                }
-            }
+            // The limit first: a truncation publishes its epoch before its new end, so a limit
+            // that already counts records appended after a truncation comes with its epoch.
             let limit = self.read_limit();
+            self.check_truncations()?;
             if self.next >= limit {
                 return Ok(None);
             }

@@ -52,7 +52,8 @@ pub struct RecoveryReport {
     pub end_offset: u64,
     /// The invalid tail cut from the last segment, if any.
     pub tail_cut: Option<TailCut>,
-    /// Index files rebuilt because they were missing or damaged.
+    /// Index files written by the open: missing or damaged ones of segments known durable, and
+    /// the markers of segments sealed but not yet flushed when the log was last used.
     pub indexes_rebuilt: usize,
     /// Leftover temporary files removed.
     pub temp_files_removed: usize,
@@ -96,13 +97,15 @@ fn io<'p>(op: &'static str, path: &'p Path) -> impl FnOnce(std::io::Error) -> Er
 pub(crate) fn open(fs: &dyn Fs, dir: &Path, options: &LogOptions) -> Result<Recovered> {
     let started = Instant::now();
     options.validate()?;
+    let missing_durable = |found_end| match options.known_durable_end {
+        Some(durable_end) if durable_end > found_end => {
+            Err(Error::corruption(dir, 0, CorruptionKind::MissingDurableData { durable_end, found_end }))
+        }
+        _ => Ok(()),
+    };
     if !fs.exists(dir).map_err(io("stat", dir))? {
-        fs.create_dir_all(dir).map_err(io("create_dir", dir))?;
-        let parent = match dir.parent() {
-            Some(parent) if !parent.as_os_str().is_empty() => parent,
-            _ => Path::new("."),
-        };
-        fs.sync_dir(parent).map_err(io("sync_dir", parent))?;
+        missing_durable(0)?;
+        create_dirs(fs, dir)?;
     }
     let lock_path = dir.join(LOCK_NAME);
     let lock = fs.lock_file(&lock_path).map_err(|e| match e.kind() {
@@ -115,6 +118,7 @@ pub(crate) fn open(fs: &dyn Fs, dir: &Path, options: &LogOptions) -> Result<Reco
     let mut dir_changed = false;
     let mut logs = listing.logs.clone();
     if logs.is_empty() {
+        missing_durable(0)?;
         let path = dir.join(log_name(0));
         drop(fs.open(&path, OpenMode::CreateNew).map_err(io("create", &path))?);
         dir_changed = true;
@@ -275,6 +279,18 @@ fn plan(fs: &dyn Fs, dir: &Path, logs: &[u64], listing: &Listing, options: &LogO
     let sealed_count = files.len().saturating_sub(1);
     let durable_count =
         files.iter().take(sealed_count).rposition(|f| f.header.is_some()).map_or(0, |i| i + 1);
+    // The last segment never carries a valid marker: markers are written only for segments
+    // sealed behind a later one, and a truncation removes them before removing any segment.
+    // So a marked last segment means the segments after it are gone.
+    if let Some(last) = files.last()
+        && let Some(header) = last.header
+    {
+        return Err(Error::corruption(
+            &last.path,
+            header.summary.segment_bytes,
+            CorruptionKind::SegmentMissing { expected: header.summary.next_offset },
+        ));
+    }
 
     // The known-durable region: index headers trusted (or every batch checked).
     let mut tail = files.split_off(durable_count);
@@ -337,6 +353,29 @@ struct Opened {
     file: Box<dyn File>,
     len: u64,
     header: Option<index::Header>,
+}
+
+/// Creates `dir` and its missing parents, making each new entry durable: the parent of every
+/// directory created is fsynced, from the first one that existed down.
+fn create_dirs(fs: &dyn Fs, dir: &Path) -> Result<()> {
+    let mut created = Vec::new();
+    let mut at = dir;
+    while !fs.exists(at).map_err(io("stat", at))? {
+        created.push(at);
+        match at.parent() {
+            Some(parent) if !parent.as_os_str().is_empty() => at = parent,
+            _ => break,
+        }
+    }
+    fs.create_dir_all(dir).map_err(io("create_dir", dir))?;
+    for new in created.iter().rev() {
+        let parent = match new.parent() {
+            Some(parent) if !parent.as_os_str().is_empty() => parent,
+            _ => Path::new("."),
+        };
+        fs.sync_dir(parent).map_err(io("sync_dir", parent))?;
+    }
+    Ok(())
 }
 
 /// The files of a log directory, by kind.

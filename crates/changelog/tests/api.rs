@@ -79,7 +79,7 @@ fn impossible_options_are_refused() {
 }
 
 #[test]
-fn a_closed_log_refuses_writes_and_keeps_serving_readers() {
+fn a_closed_log_refuses_writes_keeps_serving_readers_and_stays_locked_until_they_go() {
     let (_, shared) = sim();
     let log = Log::open(Arc::clone(&shared), "/log", small_options()).unwrap();
     log.append(Record::new(b"k", Some(b"v"), 0)).unwrap();
@@ -91,7 +91,11 @@ fn a_closed_log_refuses_writes_and_keeps_serving_readers() {
     assert!(matches!(log.flush(), Err(Error::Closed)));
     assert!(matches!(log.truncate(0), Err(Error::Closed)));
     assert_eq!(reader.next_batch().unwrap().unwrap().len(), 1);
-    // The directory lock is released by close.
+    // The directory stays locked while the log or a reader of it lives: another handle could
+    // otherwise cut a file the reader maps.
+    drop(log);
+    assert!(matches!(Log::open(Arc::clone(&shared), "/log", small_options()), Err(Error::Locked { .. })));
+    drop(reader);
     let reopened = Log::open(shared, "/log", small_options()).unwrap();
     assert_eq!(reopened.end_offset(), 1);
 }

@@ -15,28 +15,13 @@ use std::sync::Arc;
 
 use cairn_changelog::Log;
 use cairn_fs::{CrashOptions, SimFs};
-use common::sweep::{DIR, check_image, options_for, record_points, scripted, workload};
+use common::sweep::{DIR, check_image, record_points, scripted, sweep};
 use common::{Rec, first_record_in_new_segment_survives, recover_prefix, small_options};
 
 #[test]
 fn seeded_crash_images_recover_a_durable_prefix() {
     let target: usize = std::env::var("CAIRN_CRASH_IMAGES").ok().and_then(|v| v.parse().ok()).unwrap_or(2000);
-    let mut images = 0;
-    let mut workloads = 0u64;
-    while images < target {
-        let seed = 1 + workloads;
-        let options = options_for(seed);
-        let points = record_points(&options, &workload(seed, 60));
-        for (p, point) in points.iter().enumerate() {
-            for k in 0..3u64 {
-                let image_seed = seed * 1_000_003 + p as u64 * 7 + k;
-                let image = point.snapshot.crash_image(image_seed, &CrashOptions::adversarial());
-                check_image(point, image, &options, image_seed, k == 1).unwrap();
-                images += 1;
-            }
-        }
-        workloads += 1;
-    }
+    let (images, workloads) = sweep(target).unwrap();
     eprintln!("checked {images} crash images from {workloads} workloads");
 }
 

@@ -359,32 +359,38 @@ fn short_writes_are_completed_and_every_record_reads_back() {
 // Failed directory syncs and renames
 
 #[test]
-fn failed_directory_sync_at_a_roll_poisons_the_log() {
-    for skip in 0..3 {
-        with_context(format_args!("failing the roll after {skip}"), || {
-            let fs = SimFs::new(70 + skip);
-            let options = small_options();
-            let log = open(&fs, &options);
-            let all = records(skip * 1000, 300, 300);
-            for rec in &all[..5] {
-                log.append(rec.as_record()).unwrap();
-            }
-            assert_eq!(log.sync().unwrap(), 5);
-            let segments = segment_count(&fs);
-            fs.inject(FaultRule::fail(Op::SyncDir).skip(skip));
-            let (tail, acked, error) = append_until_error(&log, &all[5..], 3);
-            let appended = [&all[..5], &tail[..]].concat();
-            assert_eq!(io_op(&error), "sync_dir");
-            assert_eq!(
-                segment_count(&fs),
-                segments + skip as usize + 1,
-                "the failing directory sync is the roll's"
-            );
-            fs.clear_faults();
-            assert_poisoned(&log, "sync_dir");
-            drop(log);
-            check_images(&fs, &options, &appended, acked, skip * 10..skip * 10 + 4);
-        });
+fn failed_directory_sync_at_a_roll_or_after_markers_poisons_the_log() {
+    // Without syncs only rolls sync the directory; with syncs, each sync after a roll does too
+    // (after writing the sealed segments' markers), so the failing one is either kind.
+    for (sync_every, label) in [(usize::MAX, "roll"), (3, "roll or markers")] {
+        for skip in 0..4 {
+            with_context(format_args!("failing the {label} directory sync after {skip}"), || {
+                let fs = SimFs::new(70 + skip);
+                let options = small_options();
+                let log = open(&fs, &options);
+                let all = records(skip * 1000, 300, 300);
+                for rec in &all[..5] {
+                    log.append(rec.as_record()).unwrap();
+                }
+                assert_eq!(log.sync().unwrap(), 5);
+                let segments = segment_count(&fs);
+                fs.inject(FaultRule::fail(Op::SyncDir).skip(skip));
+                let (tail, acked, error) = append_until_error(&log, &all[5..], sync_every);
+                let appended = [&all[..5], &tail[..]].concat();
+                assert_eq!(io_op(&error), "sync_dir");
+                if sync_every == usize::MAX {
+                    assert_eq!(
+                        segment_count(&fs),
+                        segments + skip as usize + 1,
+                        "the failing directory sync is the roll's"
+                    );
+                }
+                fs.clear_faults();
+                assert_poisoned(&log, "sync_dir");
+                drop(log);
+                check_images(&fs, &options, &appended, acked, skip * 10..skip * 10 + 4);
+            });
+        }
     }
 }
 

@@ -6,6 +6,7 @@
 mod common;
 
 use cairn_changelog::mutants;
+use common::sweep::sweep;
 use common::{
     concurrent_sync_waits_for_a_covering_fsync, cut_tail_stays_cut, first_record_in_new_segment_survives,
 };
@@ -23,10 +24,15 @@ fn with_mutant<T>(name: &'static str, probe: impl FnOnce() -> T) -> T {
 }
 
 #[test]
-fn new_segment_without_directory_sync_is_caught_by_the_new_segment_probe() {
-    let verdict = with_mutant(mutants::NEW_SEGMENT_SKIPS_DIR_SYNC, first_record_in_new_segment_survives);
-    let violation = verdict.expect_err("the probe passed with the directory sync after a roll removed");
-    assert!(violation.contains("lost acknowledged records"), "{violation}");
+fn new_segment_without_directory_sync_is_caught_by_the_crash_sweep() {
+    // A sync after the roll fsyncs the directory too (for the markers it writes), so acknowledged
+    // records survive without the roll's own directory sync; what breaks is the order in which
+    // segment names become durable: a crash can keep a sealed segment's marker and lose the name
+    // of the segment after it, which recovery must then report as a missing segment.
+    let verdict = with_mutant(mutants::NEW_SEGMENT_SKIPS_DIR_SYNC, || sweep(20_000));
+    let violation = verdict.expect_err("the crash sweep passed with the roll's directory sync removed");
+    assert!(violation.contains("open failed"), "{violation}");
+    eprintln!("caught: {violation}");
 }
 
 #[test]

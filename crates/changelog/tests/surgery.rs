@@ -588,7 +588,7 @@ fn stale_temp_files_are_removed_on_open_and_counted() {
 }
 
 #[test]
-fn second_open_of_an_open_log_is_locked_until_close() {
+fn second_open_of_an_open_log_is_locked_until_the_first_is_dropped() {
     let tmp = TempDir::new("surgery-lock");
     let dir = tmp.path.join("log");
     let options = small_options();
@@ -598,11 +598,13 @@ fn second_open_of_an_open_log_is_locked_until_close() {
         Err(Error::Locked { path }) => assert_eq!(path, dir.join("LOCK")),
         other => panic!("second open: {other:?}"),
     }
+    // Closing does not release the lock while the handle (or a reader of it) lives.
     first.close().unwrap();
+    assert!(matches!(Log::open(real(), &dir, options.clone()), Err(Error::Locked { .. })));
+    drop(first);
     let second = Log::open(real(), &dir, options.clone()).unwrap();
     assert_eq!(second.end_offset(), 1);
     assert!(matches!(Log::open(real(), &dir, options.clone()), Err(Error::Locked { .. })));
     drop(second);
-    drop(first);
     Log::open(real(), &dir, options).unwrap();
 }

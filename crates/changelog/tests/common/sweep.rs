@@ -191,3 +191,25 @@ pub fn scripted() -> Vec<Step> {
     }
     steps
 }
+
+/// Checks at least `target` seeded adversarial crash images, taken before every sync of random
+/// workloads, and returns how many images and workloads it took, or the first violation.
+pub fn sweep(target: usize) -> Result<(usize, u64), String> {
+    let mut images = 0;
+    let mut workloads = 0u64;
+    while images < target {
+        let seed = 1 + workloads;
+        let options = options_for(seed);
+        let points = record_points(&options, &workload(seed, 60));
+        for (p, point) in points.iter().enumerate() {
+            for k in 0..3u64 {
+                let image_seed = seed * 1_000_003 + p as u64 * 7 + k;
+                let image = point.snapshot.crash_image(image_seed, &CrashOptions::adversarial());
+                check_image(point, image, &options, image_seed, k == 1)?;
+                images += 1;
+            }
+        }
+        workloads += 1;
+    }
+    Ok((images, workloads))
+}
