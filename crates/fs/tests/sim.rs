@@ -1062,3 +1062,20 @@ fn faults_carry_the_effect_they_were_given() {
     assert_eq!(err_kind(file.set_len(10)), io::ErrorKind::StorageFull);
     assert_eq!(fs.contents(p("/f")).unwrap(), b"abc");
 }
+
+#[test]
+fn writes_and_lengths_past_the_file_size_limit_fail_with_efbig_and_change_nothing() {
+    let fs = SimFs::new(1);
+    let file = fs.open(Path::new("/f"), OpenMode::CreateNew).unwrap();
+    file.write_all_at(b"abc", 0).unwrap();
+    for (what, result) in [
+        ("write at u64::MAX", file.write_at(b"x", u64::MAX).map(|_| ())),
+        ("write past the limit", file.write_at(b"x", cairn_fs::sim::MAX_FILE_BYTES).map(|_| ())),
+        ("set_len past the limit", file.set_len(cairn_fs::sim::MAX_FILE_BYTES + 1)),
+    ] {
+        let error = result.expect_err(what);
+        assert_eq!(error.raw_os_error(), None, "{what}: a wrapped error keeps its kind only");
+        assert_eq!(error.kind(), std::io::ErrorKind::FileTooLarge, "{what}");
+    }
+    assert_eq!(fs.contents(Path::new("/f")).unwrap(), b"abc");
+}

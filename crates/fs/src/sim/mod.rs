@@ -34,6 +34,11 @@ use tree::{Id, Node, Tree, to_usize};
 
 use crate::{File, FileLock, Fs, Mapping, OpenMode};
 
+/// The largest file the simulator holds (it keeps files in memory): writes and length changes
+/// past it fail with `EFBIG`, as a real file system does past its own limit, instead of
+/// allocating whatever a bad offset asks for.
+pub const MAX_FILE_BYTES: u64 = 1 << 32;
+
 /// Counters of the operations a [`SimFs`] has served since it was made.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
@@ -253,7 +258,15 @@ impl State {
         }
     }
 
-    fn ensure_room(&self, path: &Path, old_len: u64, new_len: u64) -> io::Result<()> {
+    fn ensure_room(&self, path: &Path, old_len: u64, new_len: Option<u64>) -> io::Result<()> {
+        let new_len = match new_len {
+            Some(len) if len <= MAX_FILE_BYTES => len,
+            _ => {
+                const EFBIG: i32 = 27;
+                let os = io::Error::from_raw_os_error(EFBIG);
+                return Err(io::Error::new(os.kind(), format!("{}: {os}", path.display())));
+            }
+        };
         let Some(capacity) = self.capacity_bytes else {
             return Ok(());
         };
@@ -489,7 +502,7 @@ impl File for SimFile {
         }
         let data = buf.get(..n).unwrap_or_default();
         let old_len = state.tree.inode(self.id)?.live.len() as u64;
-        state.ensure_room(&self.path, old_len, old_len.max(pos + n as u64))?;
+        state.ensure_room(&self.path, old_len, pos.checked_add(n as u64).map(|end| end.max(old_len)))?;
         if n > 0 {
             state.tree.inode_mut(self.id)?.write(pos, data);
             state.stats.writes += 1;
@@ -503,7 +516,7 @@ impl File for SimFile {
         let mut state = self.fs.shared.lock();
         state.check(Op::SetLen, &self.path)?;
         let old_len = state.tree.inode(self.id)?.live.len() as u64;
-        state.ensure_room(&self.path, old_len, len)?;
+        state.ensure_room(&self.path, old_len, Some(len))?;
         state.tree.inode_mut(self.id)?.set_len(len);
         Ok(())
     }
