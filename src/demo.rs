@@ -133,21 +133,7 @@ fn run_in(dir: &Path, options: &DemoOptions) -> DemoResult {
         report.end_offset
     );
     let started = Instant::now();
-    let mut reader = log.reader(base)?;
-    let mut expected = 0u64;
-    while let Some(batch) = reader.next_batch()? {
-        for record in batch.records() {
-            let record = record?;
-            let i = record.offset - base;
-            values.fill(i, &mut value);
-            if i != expected || record.key != key_of(i) || record.value != Some(&value[..]) {
-                return Err(
-                    format!("record at offset {} does not match what was appended", record.offset).into()
-                );
-            }
-            expected += 1;
-        }
-    }
+    let expected = verify(&log, base, &values)?;
     if expected != options.records {
         return Err(format!("read {expected} records back, appended {}", options.records).into());
     }
@@ -194,6 +180,28 @@ fn run_in(dir: &Path, options: &DemoOptions) -> DemoResult {
     }
     log.close()?;
     Ok(())
+}
+
+/// Reads every record from `base` on and checks it against what was appended; returns how many
+/// it read. The reader is gone when this returns (a live reader keeps the directory locked).
+fn verify(log: &Log, base: u64, values: &Values) -> DemoResult<u64> {
+    let mut reader = log.reader(base)?;
+    let mut value = Vec::new();
+    let mut expected = 0u64;
+    while let Some(batch) = reader.next_batch()? {
+        for record in batch.records() {
+            let record = record?;
+            let i = record.offset - base;
+            values.fill(i, &mut value);
+            if i != expected || record.key != key_of(i) || record.value != Some(&value[..]) {
+                return Err(
+                    format!("record at offset {} does not match what was appended", record.offset).into()
+                );
+            }
+            expected += 1;
+        }
+    }
+    Ok(expected)
 }
 
 fn last_segment(fs: &dyn Fs, dir: &Path) -> DemoResult<String> {
