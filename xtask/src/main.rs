@@ -3,9 +3,9 @@
 //! - `cargo xtask ci`: what CI runs: formatting, clippy with `-D warnings`, every test (with the
 //!   simulator's crash sweeps and the mutant probes), doc tests, benches once in test mode, and
 //!   the loom models with their mutants.
-//! - `cargo xtask loom [--deep]`: the loom models (`--cfg loom`, their own target directory,
-//!   `LOOM_MAX_PREEMPTIONS=2`, or 3 with `--deep`), then each mutant in its own process, which
-//!   must fail with the message it names.
+//! - `cargo xtask loom [--deep]`: clippy on the loom-only code, the loom models (`--cfg loom`,
+//!   their own target directory, `LOOM_MAX_PREEMPTIONS=2`, or 3 with `--deep`), then each
+//!   mutant in its own process, which must fail with the message it names.
 //! - `cargo xtask bench [--quick]`: the criterion benches and a Markdown table of each figure
 //!   beside its baseline from the same run, written to `target/bench/report.md`.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
@@ -107,6 +107,12 @@ fn loom_command(package: &str, preemptions: u32) -> Command {
 fn loom(deep: bool) -> Result {
     let preemptions = if deep { 3 } else { 2 };
     for package in LOOM_PACKAGES {
+        // The code compiled only under loom is linted too.
+        let mut lint = cargo();
+        lint.args(["clippy", "-p", package, "--lib", "--tests", "--", "-D", "warnings"])
+            .env("RUSTFLAGS", "--cfg loom")
+            .env("CARGO_TARGET_DIR", root().join("target/loom"));
+        run(lint)?;
         let mut command = loom_command(package, preemptions);
         command.args(["loom_", "--", "--test-threads=1"]);
         run(command)?;

@@ -29,6 +29,9 @@ struct State {
     queued: u32,
     /// A new leader is waiting for callers to queue behind it (see `gather`).
     gathering: bool,
+    /// Under loom, time is a flag that a clock thread sets once (loom has no clock).
+    #[cfg(loom)]
+    expired: bool,
 }
 
 /// The longest a new leader waits for the callers of the previous round (under one fsync,
@@ -81,6 +84,8 @@ impl GroupCommit {
                 round: 0,
                 queued: 0,
                 gathering: false,
+                #[cfg(loom)]
+                expired: true,
             }),
             wake: Condvar::new(),
             arrived: Condvar::new(),
@@ -193,8 +198,8 @@ impl GroupCommit {
     /// spinning until as many callers waited as were waiting before (stale counts: a woken
     /// waiter still counts until it runs), 3.4 blocking until as many callers queued *after*
     /// this leader took over as were active before. Waits at most `GATHER_MAX`; with no
-    /// followers to expect (a lone writer) it costs nothing. Not modelled under loom, which has
-    /// no clock; the protocol is correct for any wait, including none.
+    /// followers to expect (a lone writer) it costs nothing. Under loom, which has no clock, a
+    /// model thread stands in for the deadline (`start_clock`, `tick`).
     fn gather<'a>(&'a self, state: MutexGuard<'a, State>, expected: u32) -> MutexGuard<'a, State> {
         #[cfg(not(loom))]
         {
@@ -215,7 +220,14 @@ impl GroupCommit {
         }
         #[cfg(loom)]
         {
-            let _ = expected;
+            // The same loop, with the deadline replaced by a clock thread
+            // that sets `expired` once and notifies `arrived`.
+            let mut state = state;
+            state.gathering = true;
+            while state.queued < expected && !state.expired {
+                state = crate::sync::wait(&self.arrived, state);
+            }
+            state.gathering = false;
             state
         }
     }
@@ -230,6 +242,21 @@ impl GroupCommit {
         let mut state = wait(&self.wake, state);
         state.waiting -= 1;
         state
+    }
+
+    /// Starts the model clock: gathering waits until `tick` (loom models only).
+    #[cfg(all(loom, test))]
+    pub(crate) fn start_clock(&self) {
+        lock(&self.state).expired = false;
+    }
+
+    /// The model clock runs out: a gathering leader stops waiting (loom models only).
+    #[cfg(all(loom, test))]
+    pub(crate) fn tick(&self) {
+        let mut state = lock(&self.state);
+        state.expired = true;
+        drop(state);
+        self.arrived.notify_all();
     }
 
     fn wake_waiters(&self, state: &State) {
@@ -273,6 +300,81 @@ mod loom_model {
         let mut synced = lock(&disk.synced);
         *synced = (*synced).max(end);
         Ok(end)
+    }
+
+    /// The gather step under loom: `threads` callers each sync `rounds` records (so that `round` is
+    /// non-zero and later leaders gather), with a clock thread; optionally a thread that fails
+    /// the commit (poisoning) and one that runs an exclusive section (truncation/close).
+    fn gather_model(threads: u64, rounds: u64, fail_thread: bool, exclusive_thread: bool) {
+        loom::model(move || {
+            let disk = Arc::new(Disk {
+                written: AtomicU64::new(0),
+                synced: Mutex::new(0),
+                commit: GroupCommit::new(0),
+            });
+            disk.commit.start_clock();
+            let mut handles: Vec<_> = (0..threads)
+                .map(|_| {
+                    let disk = Arc::clone(&disk);
+                    loom::thread::spawn(move || {
+                        for _ in 0..rounds {
+                            let target = disk.written.fetch_add(1, Ordering::SeqCst) + 1;
+                            match disk.commit.sync_to(target, || fsync(&disk, false)) {
+                                Ok(durable) => {
+                                    assert!(durable >= target, "durable end below the caller's target");
+                                    assert!(
+                                        *lock(&disk.synced) >= target,
+                                        "acknowledged before a covering fsync"
+                                    );
+                                }
+                                Err(_) => assert!(fail_thread, "unexpected failure"),
+                            }
+                        }
+                    })
+                })
+                .collect();
+            {
+                let disk = Arc::clone(&disk);
+                handles.push(loom::thread::spawn(move || disk.commit.tick()));
+            }
+            if fail_thread {
+                let disk = Arc::clone(&disk);
+                handles.push(loom::thread::spawn(move || disk.commit.fail()));
+            }
+            if exclusive_thread {
+                let disk = Arc::clone(&disk);
+                handles.push(loom::thread::spawn(move || {
+                    let _ = disk.commit.exclusive(|| ((), None));
+                }));
+            }
+            for handle in handles {
+                handle.join().unwrap();
+            }
+        });
+    }
+
+    #[test]
+    fn loom_gather_two_threads_two_rounds() {
+        let _serial = mutants::exclusive();
+        gather_model(2, 2, false, false);
+    }
+
+    #[test]
+    fn loom_gather_with_a_failure() {
+        let _serial = mutants::exclusive();
+        gather_model(2, 2, true, false);
+    }
+
+    #[test]
+    fn loom_gather_with_an_exclusive_section() {
+        let _serial = mutants::exclusive();
+        gather_model(2, 2, false, true);
+    }
+
+    #[test]
+    fn loom_gather_three_threads() {
+        let _serial = mutants::exclusive();
+        gather_model(3, 1, false, false);
     }
 
     /// `threads` callers each append one record and sync it; every fsync fails if `fail`.

@@ -208,6 +208,7 @@ impl Log {
         if bytes > limit {
             return Err(Error::BatchTooLarge { bytes, max: limit });
         }
+        let _guard = PoisonOnPanic(shared);
         let mut w = lock(&shared.writer);
         shared.check_usable(&w)?;
         let Some(first) = records.first() else {
@@ -254,6 +255,7 @@ impl Log {
     /// [`Error::Io`] if the write fails, which poisons the log; [`Error::Poisoned`] or
     /// [`Error::Closed`].
     pub fn flush(&self) -> Result<u64> {
+        let _guard = PoisonOnPanic(&self.shared);
         let mut w = lock(&self.shared.writer);
         self.shared.check_usable(&w)?;
         self.shared.write_out(&mut w)?;
@@ -277,8 +279,14 @@ impl Log {
             w.next_offset
         };
         let result = shared.commit.sync_to(target, || {
+            let _guard = PoisonOnPanic(shared);
             let (end, pending) = {
                 let mut w = lock(&shared.writer);
+                if w.closed && !shared.poisoned.load(Ordering::Acquire) {
+                    // Closed while this caller waited: close made everything appended durable
+                    // (a failure of the group commit here would read as a failed fsync).
+                    return Ok(w.next_offset);
+                }
                 shared.check_usable(&w)?;
                 shared.write_out(&mut w)?;
                 (w.next_offset, w.take_pending())
@@ -365,6 +373,7 @@ impl Log {
     pub fn close(&self) -> Result<()> {
         let shared = &*self.shared;
         let result = shared.commit.exclusive(|| {
+            let _guard = PoisonOnPanic(shared);
             let mut w = lock(&shared.writer);
             if w.closed {
                 return (Ok(()), None);
@@ -395,6 +404,20 @@ impl Drop for Log {
             let _ = self.shared.write_out(&mut w);
         }
         w.closed = true;
+    }
+}
+
+/// Poisons the log if dropped while its thread panics: a panic (in a file-system
+/// implementation, or a bug) that interrupts a write, sync, truncation or close leaves the files
+/// in an unknown state, so no later call may succeed (P6).
+struct PoisonOnPanic<'a>(&'a Shared);
+
+impl Drop for PoisonOnPanic<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            let panicked = std::io::Error::other("a panic interrupted a write, sync, truncation or close");
+            drop(self.0.poison(Error::io("panic", &self.0.dir, panicked)));
+        }
     }
 }
 
@@ -570,6 +593,7 @@ impl Shared {
     /// Truncation under the commit's leadership. Returns the new durable end, or `None` if
     /// nothing changed.
     fn truncate(&self, offset: u64) -> Result<Option<u64>> {
+        let _guard = PoisonOnPanic(self);
         let mut w = lock(&self.writer);
         self.check_usable(&w)?;
         self.write_out(&mut w)?;

@@ -68,12 +68,7 @@ struct Found {
 
 impl Reader {
     pub(crate) fn new(shared: Arc<Shared>, offset: u64, limit: ReadLimit) -> Result<Reader> {
-        let start = shared.start_offset();
-        let end = shared.end.load();
-        if offset < start || offset > end {
-            return Err(Error::OffsetOutOfRange { offset, start, end });
-        }
-        let epoch = shared.truncations.load(Ordering::Acquire);
+        let epoch = check_offset(&shared, offset)?;
         Ok(Reader { shared, limit, next: offset, epoch, cursor: None, scan: FileScan::default() })
     }
 
@@ -87,14 +82,9 @@ impl Reader {
     /// # Errors
     /// [`Error::OffsetOutOfRange`] if `offset` is below the start or past the written end.
     pub fn seek(&mut self, offset: u64) -> Result<()> {
-        let start = self.shared.start_offset();
-        let end = self.shared.end.load();
-        if offset < start || offset > end {
-            return Err(Error::OffsetOutOfRange { offset, start, end });
-        }
+        self.epoch = check_offset(&self.shared, offset)?;
         self.next = offset;
         self.cursor = None;
-        self.epoch = self.shared.truncations.load(Ordering::Acquire);
         Ok(())
     }
 
@@ -260,10 +250,35 @@ impl Reader {
             if info.next_offset() <= self.next {
                 continue;
             }
+            // A truncation may have happened since the check above (a reader can wait on the
+            // segment list while one cuts a file). Bytes of the history after it are published
+            // only after its epoch, so seeing the same epoch now means these bytes are not from
+            // it; otherwise start over, where the check decides.
+            if self.shared.truncations.load(Ordering::Acquire) != self.epoch {
+                continue;
+            }
             let skip = self.next.saturating_sub(info.base_offset) as u32;
             self.next = info.next_offset();
             return Ok(Some(Found { position, info, skip }));
         }
+    }
+}
+
+/// Checks that `offset` is in the log and returns the truncation epoch it was checked against:
+/// the end and the epoch are read as a consistent pair (a truncation bumps the epoch before it
+/// publishes its new end), so that a reader never holds an epoch newer than the end it checked.
+fn check_offset(shared: &Shared, offset: u64) -> Result<u64> {
+    loop {
+        let epoch = shared.truncations.load(Ordering::Acquire);
+        let start = shared.start_offset();
+        let end = shared.end.load();
+        if shared.truncations.load(Ordering::Acquire) != epoch {
+            continue;
+        }
+        if offset < start || offset > end {
+            return Err(Error::OffsetOutOfRange { offset, start, end });
+        }
+        return Ok(epoch);
     }
 }
 
