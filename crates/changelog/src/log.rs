@@ -544,7 +544,7 @@ impl Shared {
         }
         let active = &pending.active;
         active.file.sync_data().map_err(|e| self.poison(Error::io("sync_data", &active.path, e)))?;
-        if !pending.sealed.is_empty() {
+        if !pending.sealed.is_empty() && !mutants::active(mutants::NO_DIR_SYNC_ON_APPEND_PATH) {
             self.fs.sync_dir(&self.dir).map_err(|e| self.poison(Error::io("sync_dir", &self.dir, e)))?;
         }
         Ok(())
@@ -572,7 +572,9 @@ impl Shared {
             .map_err(|e| self.poison(Error::io("create", &path, e)))?;
         old.seal(summary);
         w.unflushed.push(PendingSeal { segment: old, summary, entries });
-        if !mutants::active(mutants::NEW_SEGMENT_SKIPS_DIR_SYNC) {
+        if !mutants::active(mutants::NEW_SEGMENT_SKIPS_DIR_SYNC)
+            && !mutants::active(mutants::NO_DIR_SYNC_ON_APPEND_PATH)
+        {
             self.fs.sync_dir(&self.dir).map_err(|e| self.poison(Error::io("sync_dir", &self.dir, e)))?;
         }
         let active = Arc::new(Segment::active(w.next_offset, path, file, 0, Vec::new()));

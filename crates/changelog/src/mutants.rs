@@ -45,12 +45,20 @@ mod imp {
 pub use imp::*;
 
 /// Every mutant name, for tests that check each one is exercised.
-pub const ALL: &[&str] =
-    &[NEW_SEGMENT_SKIPS_DIR_SYNC, OPEN_SKIPS_TAIL_CUT, ACK_WITHOUT_SYNC, PUBLISH_RELAXED, WAKE_ONE];
+pub const ALL: &[&str] = &[
+    NEW_SEGMENT_SKIPS_DIR_SYNC,
+    NO_DIR_SYNC_ON_APPEND_PATH,
+    OPEN_SKIPS_TAIL_CUT,
+    ACK_WITHOUT_SYNC,
+    PUBLISH_RELAXED,
+    WAKE_ONE,
+];
 
 /// A roll does not sync the directory after creating the new segment, so its name may not be
 /// durable when its first record is acknowledged.
 pub const NEW_SEGMENT_SKIPS_DIR_SYNC: &str = "new_segment_skips_dir_sync";
+/// Neither a roll nor a sync fsyncs the directory: nothing makes a new segment's name durable.
+pub const NO_DIR_SYNC_ON_APPEND_PATH: &str = "no_dir_sync_on_append_path";
 /// Recovery leaves an invalid tail in place instead of cutting it durably.
 pub const OPEN_SKIPS_TAIL_CUT: &str = "open_skips_tail_cut";
 /// Group commit acknowledges a waiter while another caller's fsync is still running.

@@ -36,6 +36,29 @@ fn new_segment_without_directory_sync_is_caught_by_the_crash_sweep() {
 }
 
 #[test]
+fn a_new_segment_without_any_directory_sync_is_caught_by_the_new_segment_probe() {
+    let verdict = with_mutant(mutants::NO_DIR_SYNC_ON_APPEND_PATH, first_record_in_new_segment_survives);
+    let violation = verdict.expect_err("the probe passed with no directory sync for the new segment");
+    assert!(violation.contains("lost acknowledged records"), "{violation}");
+}
+
+/// Every mutant has a test that requires it to be caught: here, or (for the loom ones) in
+/// `cargo xtask loom`, whose table names them.
+#[test]
+fn every_mutant_is_checked_somewhere() {
+    let here = [
+        mutants::NEW_SEGMENT_SKIPS_DIR_SYNC,
+        mutants::NO_DIR_SYNC_ON_APPEND_PATH,
+        mutants::OPEN_SKIPS_TAIL_CUT,
+        mutants::ACK_WITHOUT_SYNC,
+    ];
+    let in_loom = [mutants::PUBLISH_RELAXED, mutants::WAKE_ONE, mutants::ACK_WITHOUT_SYNC];
+    for name in mutants::ALL {
+        assert!(here.contains(name) || in_loom.contains(name), "mutant {name} is never checked");
+    }
+}
+
+#[test]
 fn recovery_without_the_tail_cut_is_caught_by_the_resurrection_probe() {
     let verdict = with_mutant(mutants::OPEN_SKIPS_TAIL_CUT, cut_tail_stays_cut);
     let violation = verdict.expect_err("the probe passed with the tail cut removed");
