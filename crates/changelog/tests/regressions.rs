@@ -514,78 +514,9 @@ fn truncation_under_readers_crash_sweep() {
 /// for good: every later `sync`, `truncate` and `close` blocks forever instead of failing.
 #[test]
 fn a_panic_in_the_fsync_leader_fails_later_syncs_instead_of_hanging() {
-    use std::sync::atomic::{AtomicBool, Ordering};
-    #[derive(Debug)]
-    struct PanicFs {
-        inner: SimFs,
-        armed: Arc<AtomicBool>,
-    }
-    #[derive(Debug)]
-    struct PanicFile {
-        inner: Box<dyn cairn_fs::File>,
-        armed: Arc<AtomicBool>,
-    }
-    impl Fs for PanicFs {
-        fn open(
-            &self,
-            p: &std::path::Path,
-            m: cairn_fs::OpenMode,
-        ) -> std::io::Result<Box<dyn cairn_fs::File>> {
-            Ok(Box::new(PanicFile { inner: self.inner.open(p, m)?, armed: Arc::clone(&self.armed) }))
-        }
-        fn rename(&self, a: &std::path::Path, b: &std::path::Path) -> std::io::Result<()> {
-            self.inner.rename(a, b)
-        }
-        fn remove_file(&self, p: &std::path::Path) -> std::io::Result<()> {
-            self.inner.remove_file(p)
-        }
-        fn list_dir(&self, p: &std::path::Path) -> std::io::Result<Vec<std::ffi::OsString>> {
-            self.inner.list_dir(p)
-        }
-        fn create_dir_all(&self, p: &std::path::Path) -> std::io::Result<()> {
-            self.inner.create_dir_all(p)
-        }
-        fn sync_dir(&self, p: &std::path::Path) -> std::io::Result<()> {
-            self.inner.sync_dir(p)
-        }
-        fn file_len(&self, p: &std::path::Path) -> std::io::Result<u64> {
-            self.inner.file_len(p)
-        }
-        fn exists(&self, p: &std::path::Path) -> std::io::Result<bool> {
-            self.inner.exists(p)
-        }
-        fn lock_file(&self, p: &std::path::Path) -> std::io::Result<cairn_fs::FileLock> {
-            self.inner.lock_file(p)
-        }
-    }
-    impl cairn_fs::File for PanicFile {
-        fn read_at(&self, b: &mut [u8], p: u64) -> std::io::Result<usize> {
-            self.inner.read_at(b, p)
-        }
-        fn write_at(&self, b: &[u8], p: u64) -> std::io::Result<usize> {
-            self.inner.write_at(b, p)
-        }
-        fn set_len(&self, l: u64) -> std::io::Result<()> {
-            self.inner.set_len(l)
-        }
-        fn len(&self) -> std::io::Result<u64> {
-            self.inner.len()
-        }
-        fn sync_data(&self) -> std::io::Result<()> {
-            if self.armed.swap(false, Ordering::SeqCst) {
-                panic!("injected panic in fsync");
-            }
-            self.inner.sync_data()
-        }
-        fn sync_all(&self) -> std::io::Result<()> {
-            self.sync_data()
-        }
-        fn map(&self) -> std::io::Result<cairn_fs::Mapping> {
-            self.inner.map()
-        }
-    }
-    let armed = Arc::new(AtomicBool::new(false));
-    let fs = PanicFs { inner: SimFs::new(8), armed: Arc::clone(&armed) };
+    use std::sync::atomic::Ordering;
+    let fs = common::SlowFs::new(8);
+    let armed = Arc::clone(&fs.panic_next_sync);
     let log = Arc::new(Log::open(Arc::new(fs), DIR, small_options()).unwrap());
     append(&log, 0, b'A');
     armed.store(true, Ordering::SeqCst);

@@ -6,104 +6,14 @@ mod common;
 
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use cairn_changelog::{Error, Log, LogOptions, Record};
 use cairn_fs::{Fs, SimFs};
-use common::small_options;
+use common::{SlowFs, small_options};
 
 const DIR: &str = "/log";
-
-/// A `SimFs` whose fsyncs (file and directory) take `delay_us` while armed, as real ones do
-/// (DESIGN §8: 150-230 µs), and which can panic in the next file fsync.
-#[derive(Debug, Clone)]
-struct SlowFs {
-    inner: SimFs,
-    delay_us: Arc<AtomicU64>,
-    panic_next_sync: Arc<AtomicBool>,
-}
-
-#[derive(Debug)]
-struct SlowFile {
-    inner: Box<dyn cairn_fs::File>,
-    fs: SlowFs,
-}
-
-impl SlowFs {
-    fn new(seed: u64) -> SlowFs {
-        SlowFs {
-            inner: SimFs::new(seed),
-            delay_us: Arc::new(AtomicU64::new(0)),
-            panic_next_sync: Arc::new(AtomicBool::new(false)),
-        }
-    }
-    fn pause(&self) {
-        let us = self.delay_us.load(Ordering::SeqCst);
-        if us > 0 {
-            std::thread::sleep(Duration::from_micros(us));
-        }
-    }
-}
-
-impl Fs for SlowFs {
-    fn open(&self, p: &Path, m: cairn_fs::OpenMode) -> std::io::Result<Box<dyn cairn_fs::File>> {
-        Ok(Box::new(SlowFile { inner: self.inner.open(p, m)?, fs: self.clone() }))
-    }
-    fn rename(&self, a: &Path, b: &Path) -> std::io::Result<()> {
-        self.inner.rename(a, b)
-    }
-    fn remove_file(&self, p: &Path) -> std::io::Result<()> {
-        self.inner.remove_file(p)
-    }
-    fn list_dir(&self, p: &Path) -> std::io::Result<Vec<std::ffi::OsString>> {
-        self.inner.list_dir(p)
-    }
-    fn create_dir_all(&self, p: &Path) -> std::io::Result<()> {
-        self.inner.create_dir_all(p)
-    }
-    fn sync_dir(&self, p: &Path) -> std::io::Result<()> {
-        self.pause();
-        self.inner.sync_dir(p)
-    }
-    fn file_len(&self, p: &Path) -> std::io::Result<u64> {
-        self.inner.file_len(p)
-    }
-    fn exists(&self, p: &Path) -> std::io::Result<bool> {
-        self.inner.exists(p)
-    }
-    fn lock_file(&self, p: &Path) -> std::io::Result<cairn_fs::FileLock> {
-        self.inner.lock_file(p)
-    }
-}
-
-impl cairn_fs::File for SlowFile {
-    fn read_at(&self, b: &mut [u8], p: u64) -> std::io::Result<usize> {
-        self.inner.read_at(b, p)
-    }
-    fn write_at(&self, b: &[u8], p: u64) -> std::io::Result<usize> {
-        self.inner.write_at(b, p)
-    }
-    fn set_len(&self, l: u64) -> std::io::Result<()> {
-        self.inner.set_len(l)
-    }
-    fn len(&self) -> std::io::Result<u64> {
-        self.inner.len()
-    }
-    fn sync_data(&self) -> std::io::Result<()> {
-        if self.fs.panic_next_sync.swap(false, Ordering::SeqCst) {
-            panic!("injected panic in fsync");
-        }
-        self.fs.pause();
-        self.inner.sync_data()
-    }
-    fn sync_all(&self) -> std::io::Result<()> {
-        self.sync_data()
-    }
-    fn map(&self) -> std::io::Result<cairn_fs::Mapping> {
-        self.inner.map()
-    }
-}
 
 fn unbuffered() -> LogOptions {
     let mut options = small_options();

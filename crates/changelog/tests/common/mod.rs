@@ -303,26 +303,45 @@ pub fn cut_tail_stays_cut() -> Result<(), String> {
     recover_prefix(Arc::new(crashed), dir, &options, &[again], 1).map(|_| ())
 }
 
-/// A file system whose file fsyncs take `delay` and announce when one starts: lets a test hold
-/// a group-commit leader inside its fsync.
-#[derive(Debug)]
-pub struct SlowSync {
+/// A `SimFs` whose fsyncs (file and directory) take `delay_us` while it is above zero, as real
+/// ones take 100-250 µs (DESIGN §8), which raises `syncing` when a file fsync starts, and which
+/// can panic in the next file fsync: lets a test hold a group-commit leader inside its fsync, or
+/// open the windows of races between syncs, truncations and readers.
+#[derive(Debug, Clone)]
+pub struct SlowFs {
     pub inner: cairn_fs::SimFs,
-    pub delay: std::time::Duration,
+    pub delay_us: Arc<AtomicU64>,
     pub syncing: Arc<std::sync::atomic::AtomicBool>,
+    pub panic_next_sync: Arc<std::sync::atomic::AtomicBool>,
 }
 
 #[derive(Debug)]
 struct SlowFile {
     inner: Box<dyn cairn_fs::File>,
-    delay: std::time::Duration,
-    syncing: Arc<std::sync::atomic::AtomicBool>,
+    fs: SlowFs,
 }
 
-impl Fs for SlowSync {
+impl SlowFs {
+    pub fn new(seed: u64) -> SlowFs {
+        SlowFs {
+            inner: cairn_fs::SimFs::new(seed),
+            delay_us: Arc::new(AtomicU64::new(0)),
+            syncing: Arc::default(),
+            panic_next_sync: Arc::default(),
+        }
+    }
+
+    fn pause(&self) {
+        let us = self.delay_us.load(Ordering::SeqCst);
+        if us > 0 {
+            std::thread::sleep(std::time::Duration::from_micros(us));
+        }
+    }
+}
+
+impl Fs for SlowFs {
     fn open(&self, path: &Path, mode: cairn_fs::OpenMode) -> std::io::Result<Box<dyn cairn_fs::File>> {
-        let inner = self.inner.open(path, mode)?;
-        Ok(Box::new(SlowFile { inner, delay: self.delay, syncing: Arc::clone(&self.syncing) }))
+        Ok(Box::new(SlowFile { inner: self.inner.open(path, mode)?, fs: self.clone() }))
     }
     fn rename(&self, from: &Path, to: &Path) -> std::io::Result<()> {
         self.inner.rename(from, to)
@@ -337,6 +356,7 @@ impl Fs for SlowSync {
         self.inner.create_dir_all(path)
     }
     fn sync_dir(&self, path: &Path) -> std::io::Result<()> {
+        self.pause();
         self.inner.sync_dir(path)
     }
     fn file_len(&self, path: &Path) -> std::io::Result<u64> {
@@ -364,8 +384,11 @@ impl cairn_fs::File for SlowFile {
         self.inner.len()
     }
     fn sync_data(&self) -> std::io::Result<()> {
-        self.syncing.store(true, Ordering::SeqCst);
-        std::thread::sleep(self.delay);
+        if self.fs.panic_next_sync.swap(false, Ordering::SeqCst) {
+            panic!("injected panic in fsync");
+        }
+        self.fs.syncing.store(true, Ordering::SeqCst);
+        self.fs.pause();
         self.inner.sync_data()
     }
     fn sync_all(&self) -> std::io::Result<()> {
@@ -380,16 +403,12 @@ impl cairn_fs::File for SlowFile {
 /// syncs; when its `sync` returns, its record must be durable (DESIGN P1: no acknowledgement
 /// before a covering fsync).
 pub fn concurrent_sync_waits_for_a_covering_fsync() -> Result<(), String> {
-    use cairn_fs::{CrashOptions, SimFs};
-    let fs = SimFs::new(4);
-    let syncing = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let slow = SlowSync {
-        inner: fs.clone(),
-        delay: std::time::Duration::from_millis(300),
-        syncing: Arc::clone(&syncing),
-    };
+    use cairn_fs::CrashOptions;
+    let slow = SlowFs::new(4);
+    let (fs, syncing) = (slow.inner.clone(), Arc::clone(&slow.syncing));
     let dir = Path::new("/log");
-    let log = Arc::new(Log::open(Arc::new(slow), dir, small_options()).map_err(|e| e.to_string())?);
+    let log = Arc::new(Log::open(Arc::new(slow.clone()), dir, small_options()).map_err(|e| e.to_string())?);
+    slow.delay_us.store(300_000, Ordering::SeqCst);
     syncing.store(false, Ordering::SeqCst);
     let a = Rec::generate(1, 50);
     let b = Rec::generate(2, 50);
