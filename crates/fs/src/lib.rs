@@ -39,6 +39,8 @@ use std::io;
 use std::path::Path;
 
 mod mapping;
+#[doc(hidden)]
+pub mod mutants;
 mod real;
 pub mod sim;
 

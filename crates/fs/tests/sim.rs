@@ -1079,3 +1079,30 @@ fn writes_and_lengths_past_the_file_size_limit_fail_with_efbig_and_change_nothin
     }
     assert_eq!(fs.contents(Path::new("/f")).unwrap(), b"abc");
 }
+
+#[test]
+fn every_mutation_leaves_a_point_with_the_state_before_it() {
+    let fs = SimFs::new(1);
+    fs.create_dir_all(Path::new("/d")).unwrap();
+    fs.record_every_mutation(true);
+    let file = fs.open(Path::new("/d/a"), OpenMode::CreateNew).unwrap();
+    file.write_all_at(b"abc", 0).unwrap();
+    file.sync_all().unwrap();
+    fs.rename(Path::new("/d/a"), Path::new("/d/b")).unwrap();
+    fs.sync_dir(Path::new("/d")).unwrap();
+    let _ = fs.exists(Path::new("/d/b")).unwrap(); // not a mutation: no point
+    fs.record_every_mutation(false);
+    file.write_all_at(b"d", 3).unwrap(); // recording off: no point
+    let points = fs.take_sync_points();
+    let ops: Vec<Op> = points.iter().map(|p| p.op).collect();
+    assert_eq!(ops, [Op::Create, Op::Write, Op::SyncAll, Op::Rename, Op::SyncDir]);
+    // Each snapshot is the state just before its operation.
+    let keep = CrashOptions::keep_all();
+    assert!(!points[0].snapshot.crash_image(0, &keep).exists(Path::new("/d/a")).unwrap());
+    assert_eq!(points[1].snapshot.crash_image(0, &keep).contents(Path::new("/d/a")).unwrap(), b"");
+    assert_eq!(points[3].snapshot.crash_image(0, &keep).contents(Path::new("/d/a")).unwrap(), b"abc");
+    assert!(points[4].snapshot.crash_image(0, &keep).exists(Path::new("/d/b")).unwrap());
+    assert!(
+        !points[4].snapshot.crash_image(0, &CrashOptions::durable_only()).exists(Path::new("/d/b")).unwrap()
+    );
+}

@@ -72,8 +72,8 @@ impl SimSnapshot {
     }
 }
 
-/// A state recorded just before a sync operation, when recording is on
-/// ([`SimFs::record_sync_points`]).
+/// A state recorded just before a sync operation ([`SimFs::record_sync_points`]), or before any
+/// operation that changes state ([`SimFs::record_every_mutation`]).
 #[derive(Clone, Debug)]
 pub struct SyncPoint {
     /// The operation counter ([`SimStats::ops`]) of the sync.
@@ -86,6 +86,14 @@ pub struct SyncPoint {
     pub snapshot: SimSnapshot,
 }
 
+/// Which operations leave a [`SyncPoint`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Recording {
+    Off,
+    Syncs,
+    Mutations,
+}
+
 struct State {
     tree: Tree,
     rules: Vec<FaultRule>,
@@ -93,7 +101,7 @@ struct State {
     stats: SimStats,
     capacity_bytes: Option<u64>,
     locked: Vec<Id>,
-    recording: bool,
+    recording: Recording,
     sync_points: Vec<SyncPoint>,
 }
 
@@ -144,7 +152,7 @@ impl SimFs {
             stats: SimStats::default(),
             capacity_bytes: None,
             locked: Vec::new(),
-            recording: false,
+            recording: Recording::Off,
             sync_points: Vec::new(),
         };
         SimFs { shared: Arc::new(Shared { state: Mutex::new(state) }) }
@@ -185,7 +193,13 @@ impl SimFs {
 
     /// Starts or stops recording a [`SyncPoint`] before every file and directory sync.
     pub fn record_sync_points(&self, on: bool) {
-        self.shared.lock().recording = on;
+        self.shared.lock().recording = if on { Recording::Syncs } else { Recording::Off };
+    }
+
+    /// Starts or stops recording a [`SyncPoint`] before every operation that changes state:
+    /// creations, writes, length changes, syncs, renames, removals (a crash at every step).
+    pub fn record_every_mutation(&self, on: bool) {
+        self.shared.lock().recording = if on { Recording::Mutations } else { Recording::Off };
     }
 
     /// The sync points recorded so far, removed from the simulator.
@@ -247,7 +261,12 @@ impl State {
     }
 
     fn record(&mut self, op: Op, path: &Path) {
-        if self.recording {
+        let wanted = match self.recording {
+            Recording::Off => false,
+            Recording::Syncs => op.is_file_sync() || op == Op::SyncDir,
+            Recording::Mutations => op.is_mutating(),
+        };
+        if wanted {
             let point = SyncPoint {
                 op_index: self.stats.ops,
                 op,
@@ -301,7 +320,9 @@ impl Fs for SimFs {
         let creates =
             matches!(mode, OpenMode::CreateNew | OpenMode::CreateTruncate) && matches!(existing, Ok(None));
         // Counted (and open to faults) before any failure of its own, like every other operation.
-        state.check(if creates { Op::Create } else { Op::Open }, path)?;
+        let op = if creates { Op::Create } else { Op::Open };
+        state.record(op, path);
+        state.check(op, path)?;
         if existing?.is_some() && mode == OpenMode::CreateNew {
             return Err(already_exists(path));
         }
@@ -324,6 +345,7 @@ impl Fs for SimFs {
 
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
         let mut state = self.shared.lock();
+        state.record(Op::Rename, from);
         state.check(Op::Rename, from)?;
         let node = state.tree.lookup(from)?.ok_or_else(|| {
             io::Error::new(io::ErrorKind::NotFound, format!("{}: no such file or directory", from.display()))
@@ -343,6 +365,7 @@ impl Fs for SimFs {
 
     fn remove_file(&self, path: &Path) -> io::Result<()> {
         let mut state = self.shared.lock();
+        state.record(Op::Remove, path);
         state.check(Op::Remove, path)?;
         state.tree.file_at(path)?;
         let (parent, name) = state.tree.parent_of(path)?;
@@ -358,6 +381,7 @@ impl Fs for SimFs {
 
     fn create_dir_all(&self, path: &Path) -> io::Result<()> {
         let mut state = self.shared.lock();
+        state.record(Op::CreateDir, path);
         state.check(Op::CreateDir, path)?;
         let mut dir = tree::ROOT;
         for part in tree::components(path)? {
@@ -495,6 +519,7 @@ impl File for SimFile {
     fn write_at(&self, buf: &[u8], pos: u64) -> io::Result<usize> {
         self.ensure_writable()?;
         let mut state = self.fs.shared.lock();
+        state.record(Op::Write, &self.path);
         let effect = state.check(Op::Write, &self.path)?;
         let mut n = buf.len();
         if effect == Some(FaultEffect::ShortWrite) && n > 1 {
@@ -514,6 +539,7 @@ impl File for SimFile {
     fn set_len(&self, len: u64) -> io::Result<()> {
         self.ensure_writable()?;
         let mut state = self.fs.shared.lock();
+        state.record(Op::SetLen, &self.path);
         state.check(Op::SetLen, &self.path)?;
         let old_len = state.tree.inode(self.id)?.live.len() as u64;
         state.ensure_room(&self.path, old_len, Some(len))?;
