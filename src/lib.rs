@@ -2,11 +2,14 @@
 //!
 //! This package is the facade over cairn's crates, each usable on its own:
 //! - [`fs`] (`cairn-fs`): the file-system seam, `RealFs` and the power-loss simulator `SimFs`;
-//! - [`changelog`] (`cairn-changelog`): the segmented, checksummed, append-only log.
+//! - [`changelog`] (`cairn-changelog`): the segmented, checksummed, append-only log;
+//! - [`checkpoint`] (`cairn-checkpoint`): small durable files replaced atomically, and the
+//!   offsets checkpoint of a task.
 //!
 //! It also holds the `cairn` command-line tool, the cross-crate tests and the benchmarks.
 
 pub use cairn_changelog as changelog;
+pub use cairn_checkpoint as checkpoint;
 
 /// The README's examples, compiled and run as doc tests so that they stay true.
 #[cfg(doctest)]

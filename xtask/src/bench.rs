@@ -73,6 +73,13 @@ const ROWS: &[Row] = &[
         target: ">= 3x",
     },
     Row {
+        label: "checkpoint write (criterion median)",
+        bench: "checkpoint/write",
+        baseline: "checkpoint/raw_replace",
+        unit: Unit::Latency,
+        target: "p50 <= 1.15x raw",
+    },
+    Row {
         label: "sequential read",
         bench: "read/log_sequential",
         baseline: "read/raw_sequential",
@@ -126,7 +133,7 @@ fn show(v: f64, unit: Unit) -> String {
 
 pub(crate) fn run(quick: bool) -> Result {
     let mut command = cargo();
-    command.args(["bench", "-p", "cairn", "--bench", "changelog", "--"]);
+    command.args(["bench", "-p", "cairn", "--"]);
     if quick {
         // Criterion's own --quick keeps two samples; shorter phases keep real statistics.
         command.args(["--warm-up-time", "1", "--measurement-time", "2"]);
@@ -154,11 +161,33 @@ pub(crate) fn run(quick: bool) -> Result {
             row.target
         );
     }
+    latency_rows(&mut table)?;
     println!("\n{table}");
     let out = root().join("target/bench");
     std::fs::create_dir_all(&out).map_err(|e| format!("{}: {e}", out.display()))?;
     let path = out.join("report.md");
     std::fs::write(&path, &table).map_err(|e| format!("{}: {e}", path.display()))?;
     println!("written to {}", path.display());
+    Ok(())
+}
+
+/// Rows for the checkpoint's p50 and p99 from the direct latency pass of `benches/checkpoint.rs`.
+fn latency_rows(table: &mut String) -> Result {
+    let path = root().join("target/bench/checkpoint-latency.json");
+    let text = std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let json: Value = serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+    for (label, key, target) in
+        [("checkpoint write p50", "p50_us", "<= 1.15x"), ("checkpoint write p99", "p99_us", "")]
+    {
+        let ours =
+            json["checkpoint"][key].as_f64().ok_or(format!("{}: no checkpoint {key}", path.display()))?;
+        let raw = json["raw"][key].as_f64().ok_or(format!("{}: no raw {key}", path.display()))?;
+        let _ = writeln!(
+            table,
+            "| {label} (2000 single writes, {} B) | {ours:.0} µs | {raw:.0} µs (write + sync_all + rename + dir fsync) | {:.2} | {target} |",
+            json["bytes"],
+            ours / raw
+        );
+    }
     Ok(())
 }
