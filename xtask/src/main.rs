@@ -89,6 +89,7 @@ const LOOM_MUTANTS: &[(&str, &str, &str)] = &[
         "acknowledged before a covering fsync",
     ),
     ("cairn-changelog", "group_commit::loom_model::loom_mutant_wake_one", "deadlock"),
+    ("cairn-changelog", "segment_list::loom_model::loom_mutant_swap_in_two_steps", "a gap"),
 ];
 
 /// Packages with loom models.

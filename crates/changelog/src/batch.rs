@@ -5,18 +5,24 @@
 //! 4   u32 crc32c       of bytes [8, length)
 //! 8   u32 length       of the whole batch, header included
 //! 12  u16 version      1
-//! 14  u16 flags        0
-//! 16  u64 base_offset  offset of the first record
-//! 24  u32 count        records in the batch, at least 1
-//! 28  u32 reserved     0
+//! 14  u16 flags        bit 0: sparse (records carry their offsets); others 0
+//! 16  u64 base_offset  first offset the batch covers
+//! 24  u32 count        records in the batch: at least 1, or 0 in a sparse batch
+//! 28  u32 span         last offset covered minus base_offset (count - 1 unless sparse)
 //! 32  i64 first_ts     timestamp of the first record (ms)
 //! 40  i64 max_ts       largest timestamp in the batch (ms)
-//! 48  records          count × (varint zigzag ts delta, varint key_len,
-//!                               varint value_len+1 or 0 for a tombstone, key, value)
+//! 48  records          count × ([sparse: varint offset delta,] varint zigzag ts delta,
+//!                      varint key_len, varint value_len+1 or 0 for a tombstone, key, value)
 //! ```
 //! All integers little-endian. The checksum covers everything after itself, the base offset
 //! included, so a well-formed batch copied to the wrong place does not validate at the offset
 //! the reader expects.
+//!
+//! A batch covers offsets `[base_offset, base_offset + span]`, and batches tile the offsets of a
+//! segment without gaps. Appends write dense batches (a record at every offset). Compaction
+//! writes sparse ones: they keep the surviving records at their offsets, strictly increasing
+//! deltas within the span, and may hold no record at all (a batch that only covers offsets
+//! whose records were dropped).
 
 use crate::error::CorruptionKind;
 use crate::record::{Record, RecordView};
@@ -29,6 +35,8 @@ pub(crate) const HEADER_LEN: usize = 48;
 pub(crate) const VERSION: u16 = 1;
 /// The smallest possible batch: a header and one empty record (three one-byte varints).
 pub(crate) const MIN_BATCH_LEN: usize = HEADER_LEN + 3;
+/// Flag bit: the records carry their offsets (a batch written by compaction).
+pub(crate) const FLAG_SPARSE: u16 = 1;
 
 /// What a valid batch header says.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -36,14 +44,21 @@ pub(crate) struct BatchInfo {
     pub(crate) length: u32,
     pub(crate) base_offset: u64,
     pub(crate) count: u32,
+    /// Last offset covered minus the base offset.
+    pub(crate) span: u32,
+    pub(crate) sparse: bool,
     pub(crate) first_ts: i64,
     pub(crate) max_ts: i64,
+    /// Tombstones among the records, and their smallest timestamp (`i64::MAX` if none): known
+    /// once the records were read ([`check`], or the writer), 0 and `i64::MAX` before.
+    pub(crate) tombstones: u32,
+    pub(crate) min_tombstone_ts: i64,
 }
 
 impl BatchInfo {
-    /// One past the last offset of the batch.
+    /// One past the last offset the batch covers.
     pub(crate) fn next_offset(&self) -> u64 {
-        self.base_offset + u64::from(self.count)
+        self.base_offset.saturating_add(u64::from(self.span)).saturating_add(1)
     }
 
     pub(crate) fn len(&self) -> usize {
@@ -98,11 +113,11 @@ pub(crate) fn peek_length(bytes: &[u8], available: u64) -> Result<usize, Corrupt
     }
     let version = u16_at(bytes, 12);
     let flags = u16_at(bytes, 14);
-    if version != VERSION || flags != 0 || u32_at(bytes, 28) != 0 {
+    if version != VERSION || flags & !FLAG_SPARSE != 0 {
         return Err(CorruptionKind::UnsupportedFormat { version, flags });
     }
     let length = u32_at(bytes, 8);
-    if (length as usize) < MIN_BATCH_LEN {
+    if (length as usize) < HEADER_LEN {
         return Err(CorruptionKind::BadLength { length: u64::from(length) });
     }
     if u64::from(length) > available {
@@ -125,6 +140,10 @@ pub(crate) fn check_header(bytes: &[u8]) -> Result<BatchInfo, CorruptionKind> {
         length: length as u32,
         base_offset: u64_at(bytes, 16),
         count: u32_at(bytes, 24),
+        span: u32_at(bytes, 28),
+        sparse: u16_at(bytes, 14) & FLAG_SPARSE != 0,
+        tombstones: 0,
+        min_tombstone_ts: i64::MAX,
         first_ts: u64_at(bytes, 32) as i64,
         max_ts: u64_at(bytes, 40) as i64,
     })
@@ -137,18 +156,27 @@ pub(crate) fn check(bytes: &[u8], expected_offset: u64) -> Result<BatchInfo, Cor
     if info.base_offset != expected_offset {
         return Err(CorruptionKind::OffsetMismatch { expected: expected_offset, found: info.base_offset });
     }
-    if info.count == 0 {
+    // A dense batch has a record at every offset it covers; only a sparse one may have none.
+    if (!info.sparse && (info.count == 0 || info.span != info.count - 1))
+        || (info.sparse && u64::from(info.count) > u64::from(info.span) + 1)
+    {
         return Err(CorruptionKind::BadRecord { record: 0 });
     }
     // Offsets must stay below u64::MAX (a segment named near the top of the offset space could
     // otherwise hold a batch whose offsets overflow); the first record past it is the bad one.
     let room = u64::MAX - info.base_offset;
-    if u64::from(info.count) > room {
-        return Err(CorruptionKind::BadRecord { record: room as u32 });
+    if u64::from(info.span) >= room {
+        return Err(CorruptionKind::BadRecord { record: u32::try_from(room).unwrap_or(u32::MAX) });
     }
+    let mut info = info;
     let mut records = Records::new(bytes.get(..info.len()).unwrap_or_default(), &info);
     for _ in 0..info.count {
-        records.next().transpose()?;
+        if let Some(record) = records.next().transpose()?
+            && record.value.is_none()
+        {
+            info.tombstones += 1;
+            info.min_tombstone_ts = info.min_tombstone_ts.min(record.timestamp_ms);
+        }
     }
     if !records.body.is_empty() || records.index != info.count {
         return Err(CorruptionKind::BadRecord { record: records.index });
@@ -164,6 +192,8 @@ pub(crate) struct Records<'a> {
     count: u32,
     base_offset: u64,
     first_ts: i64,
+    /// For a sparse batch: the span, and the delta of the previous record.
+    sparse: Option<(u32, Option<u64>)>,
 }
 
 impl<'a> Records<'a> {
@@ -175,11 +205,23 @@ impl<'a> Records<'a> {
             count: info.count,
             base_offset: info.base_offset,
             first_ts: info.first_ts,
+            sparse: info.sparse.then_some((info.span, None)),
         }
     }
 
     fn parse_one(&mut self) -> Option<RecordView<'a>> {
         let mut body = self.body;
+        let offset_delta = match &mut self.sparse {
+            None => u64::from(self.index),
+            Some((span, previous)) => {
+                let delta = read_varint(&mut body)?;
+                if delta > u64::from(*span) || previous.is_some_and(|p| delta <= p) {
+                    return None;
+                }
+                *previous = Some(delta);
+                delta
+            }
+        };
         let delta = unzigzag(read_varint(&mut body)?);
         let key_len = usize::try_from(read_varint(&mut body)?).ok()?;
         let value_tag = read_varint(&mut body)?;
@@ -196,7 +238,7 @@ impl<'a> Records<'a> {
         };
         self.body = body;
         Some(RecordView {
-            offset: self.base_offset + u64::from(self.index),
+            offset: self.base_offset + offset_delta,
             timestamp_ms: self.first_ts.wrapping_add(delta),
             key,
             value,
@@ -283,6 +325,8 @@ pub(crate) struct OpenBatch {
     pub(crate) count: u32,
     pub(crate) first_ts: i64,
     pub(crate) max_ts: i64,
+    tombstones: u32,
+    min_tombstone_ts: i64,
 }
 
 impl OpenBatch {
@@ -290,7 +334,15 @@ impl OpenBatch {
     pub(crate) fn begin(buf: &mut Vec<u8>, base_offset: u64, first_ts: i64) -> OpenBatch {
         let start = buf.len();
         buf.resize(start + HEADER_LEN, 0);
-        OpenBatch { start, base_offset, count: 0, first_ts, max_ts: first_ts }
+        OpenBatch {
+            start,
+            base_offset,
+            count: 0,
+            first_ts,
+            max_ts: first_ts,
+            tombstones: 0,
+            min_tombstone_ts: i64::MAX,
+        }
     }
 
     /// Bytes the batch takes so far.
@@ -309,6 +361,10 @@ impl OpenBatch {
         }
         self.count += 1;
         self.max_ts = self.max_ts.max(record.timestamp_ms);
+        if record.value.is_none() {
+            self.tombstones += 1;
+            self.min_tombstone_ts = self.min_tombstone_ts.min(record.timestamp_ms);
+        }
     }
 
     /// Fills in the header and checksum. The batch must hold at least one record.
@@ -321,7 +377,7 @@ impl OpenBatch {
         put_at(batch, 14, &0u16.to_le_bytes());
         put_at(batch, 16, &self.base_offset.to_le_bytes());
         put_at(batch, 24, &self.count.to_le_bytes());
-        put_at(batch, 28, &0u32.to_le_bytes());
+        put_at(batch, 28, &self.count.saturating_sub(1).to_le_bytes());
         put_at(batch, 32, &self.first_ts.to_le_bytes());
         put_at(batch, 40, &self.max_ts.to_le_bytes());
         let crc = crc32c::crc32c(batch.get(8..).unwrap_or_default());
@@ -330,10 +386,137 @@ impl OpenBatch {
             length,
             base_offset: self.base_offset,
             count: self.count,
+            span: self.count.saturating_sub(1),
+            sparse: false,
             first_ts: self.first_ts,
             max_ts: self.max_ts,
+            tombstones: self.tombstones,
+            min_tombstone_ts: self.min_tombstone_ts,
         }
     }
+}
+
+/// A sparse batch being built: records at increasing offsets, covering `[base, end)`.
+#[derive(Clone, Debug)]
+pub(crate) struct SparseBatch {
+    start: usize,
+    base_offset: u64,
+    count: u32,
+    first_ts: Option<i64>,
+    max_ts: i64,
+    tombstones: u32,
+    min_tombstone_ts: i64,
+}
+
+impl SparseBatch {
+    /// Starts a sparse batch at the end of `buf` covering offsets from `base_offset` on.
+    pub(crate) fn begin(buf: &mut Vec<u8>, base_offset: u64) -> SparseBatch {
+        let start = buf.len();
+        buf.resize(start + HEADER_LEN, 0);
+        SparseBatch {
+            start,
+            base_offset,
+            count: 0,
+            first_ts: None,
+            max_ts: i64::MIN,
+            tombstones: 0,
+            min_tombstone_ts: i64::MAX,
+        }
+    }
+
+    /// Bytes the batch takes so far.
+    pub(crate) fn len(&self, buf: &[u8]) -> usize {
+        buf.len() - self.start
+    }
+
+    pub(crate) fn base_offset(&self) -> u64 {
+        self.base_offset
+    }
+
+    /// The bytes `record` would add at `offset`.
+    pub(crate) fn record_len(&self, record: &Record<'_>, offset: u64) -> usize {
+        varint_len(offset - self.base_offset)
+            + record_len(record, self.first_ts.unwrap_or(record.timestamp_ms))
+    }
+
+    /// Appends `record` at `offset`, above every offset pushed so far and below `base + 2^32`.
+    pub(crate) fn push(&mut self, buf: &mut Vec<u8>, record: &Record<'_>, offset: u64) {
+        let first_ts = *self.first_ts.get_or_insert(record.timestamp_ms);
+        write_varint(buf, offset - self.base_offset);
+        write_varint(buf, zigzag(record.timestamp_ms.wrapping_sub(first_ts)));
+        write_varint(buf, record.key.len() as u64);
+        write_varint(buf, record.value.map_or(0, |v| v.len() as u64 + 1));
+        buf.extend_from_slice(record.key);
+        if let Some(value) = record.value {
+            buf.extend_from_slice(value);
+        }
+        self.count += 1;
+        self.max_ts = self.max_ts.max(record.timestamp_ms);
+        if record.value.is_none() {
+            self.tombstones += 1;
+            self.min_tombstone_ts = self.min_tombstone_ts.min(record.timestamp_ms);
+        }
+    }
+
+    /// Fills in the header: the batch covers offsets up to `end` (exclusive), at most 2^32
+    /// offsets from its base.
+    pub(crate) fn seal(self, buf: &mut [u8], end: u64) -> BatchInfo {
+        let length = (buf.len() - self.start) as u32;
+        let span = (end - self.base_offset - 1) as u32;
+        let first_ts = self.first_ts.unwrap_or(0);
+        let max_ts = self.max_ts; // i64::MIN for an empty batch: it adds nothing to a segment's
+        let batch = buf.get_mut(self.start..).unwrap_or_default();
+        put_at(batch, 0, &MAGIC.to_le_bytes());
+        put_at(batch, 8, &length.to_le_bytes());
+        put_at(batch, 12, &VERSION.to_le_bytes());
+        put_at(batch, 14, &FLAG_SPARSE.to_le_bytes());
+        put_at(batch, 16, &self.base_offset.to_le_bytes());
+        put_at(batch, 24, &self.count.to_le_bytes());
+        put_at(batch, 28, &span.to_le_bytes());
+        put_at(batch, 32, &first_ts.to_le_bytes());
+        put_at(batch, 40, &max_ts.to_le_bytes());
+        let crc = crc32c::crc32c(batch.get(8..).unwrap_or_default());
+        put_at(batch, 4, &crc.to_le_bytes());
+        BatchInfo {
+            length,
+            base_offset: self.base_offset,
+            count: self.count,
+            span,
+            sparse: true,
+            first_ts,
+            max_ts,
+            tombstones: self.tombstones,
+            min_tombstone_ts: self.min_tombstone_ts,
+        }
+    }
+}
+
+/// How many records of the (checked) batch lie before `offset`.
+pub(crate) fn records_before(batch: &[u8], info: &BatchInfo, offset: u64) -> u32 {
+    if offset <= info.base_offset {
+        return 0;
+    }
+    if !info.sparse {
+        return u32::try_from(offset - info.base_offset).unwrap_or(u32::MAX).min(info.count);
+    }
+    let before =
+        Records::new(batch, info).take_while(|r| r.as_ref().is_ok_and(|r| r.offset < offset)).count();
+    u32::try_from(before).unwrap_or(u32::MAX)
+}
+
+/// Encodes `records`, at the given offsets (increasing, from `base`), as one sparse batch
+/// covering `[base, end)`.
+pub(crate) fn encode_sparse(
+    buf: &mut Vec<u8>,
+    base: u64,
+    end: u64,
+    records: &[(u64, Record<'_>)],
+) -> BatchInfo {
+    let mut batch = SparseBatch::begin(buf, base);
+    for (offset, record) in records {
+        batch.push(buf, record, *offset);
+    }
+    batch.seal(buf, end)
 }
 
 /// Encodes `records` as one sealed batch starting at `base_offset`.
@@ -411,6 +594,92 @@ mod tests {
     fn batch_at_wrong_offset_is_rejected() {
         let buf = sample();
         assert_eq!(check(&buf, 41), Err(CorruptionKind::OffsetMismatch { expected: 41, found: 42 }));
+    }
+
+    fn sparse_sample() -> Vec<u8> {
+        let mut buf = Vec::new();
+        let records = [
+            (100, Record::new(b"a", Some(b"1"), 5)),
+            (103, Record::new(b"b", None, 9)),
+            (140, Record::new(b"c", Some(b""), -2)),
+        ];
+        encode_sparse(&mut buf, 100, 150, &records);
+        buf
+    }
+
+    #[test]
+    fn a_sparse_batch_keeps_its_records_at_their_offsets() {
+        let buf = sparse_sample();
+        let info = check(&buf, 100).unwrap();
+        assert!(info.sparse);
+        assert_eq!((info.count, info.next_offset()), (3, 150));
+        let records: Vec<_> = Records::new(&buf, &info).map(Result::unwrap).collect();
+        let offsets: Vec<_> = records.iter().map(|r| r.offset).collect();
+        assert_eq!(offsets, [100, 103, 140]);
+        assert_eq!((records[1].value, records[2].timestamp_ms), (None, -2));
+        assert_eq!(records_before(&buf, &info, 104), 2);
+        assert_eq!(records_before(&buf, &info, 141), 3);
+        assert_eq!(records_before(&buf, &info, 100), 0);
+    }
+
+    #[test]
+    fn an_empty_sparse_batch_only_covers_offsets() {
+        let mut buf = Vec::new();
+        encode_sparse(&mut buf, 7, 1_000_007, &[]);
+        let info = check(&buf, 7).unwrap();
+        assert_eq!((info.count, info.next_offset(), info.max_ts), (0, 1_000_007, i64::MIN));
+        assert_eq!(Records::new(&buf, &info).count(), 0);
+    }
+
+    #[test]
+    fn every_flipped_bit_of_a_sparse_batch_is_detected() {
+        let buf = sparse_sample();
+        for bit in 0..buf.len() * 8 {
+            let mut damaged = buf.clone();
+            damaged[bit / 8] ^= 1 << (bit % 8);
+            assert!(check(&damaged, 100).is_err(), "bit {bit} flip not detected");
+        }
+        for len in 0..buf.len() {
+            assert!(check(&buf[..len], 100).is_err(), "cut at {len} not detected");
+        }
+    }
+
+    /// Rewrites the header fields of a batch and reseals its checksum.
+    fn reseal(buf: &mut [u8], at: usize, value: &[u8]) {
+        buf[at..at + value.len()].copy_from_slice(value);
+        let crc = crc32c::crc32c(&buf[8..]);
+        buf[4..8].copy_from_slice(&crc.to_le_bytes());
+    }
+
+    #[test]
+    fn inconsistent_spans_and_offsets_are_refused_even_with_a_valid_checksum() {
+        // A dense batch whose span is not count - 1.
+        let mut dense = sample();
+        reseal(&mut dense, 28, &5u32.to_le_bytes());
+        assert!(check(&dense, 42).is_err());
+        // A dense batch with no record.
+        let mut empty = Vec::new();
+        encode(&mut empty, 0, &[Record::new(b"k", None, 0)]);
+        reseal(&mut empty, 24, &0u32.to_le_bytes());
+        assert!(check(&empty, 0).is_err());
+        // A sparse batch whose last record lies beyond its span.
+        let mut short = sparse_sample();
+        reseal(&mut short, 28, &39u32.to_le_bytes());
+        assert!(check(&short, 100).is_err());
+        // A sparse batch with more records than offsets.
+        let mut crowded = sparse_sample();
+        reseal(&mut crowded, 28, &1u32.to_le_bytes());
+        assert!(check(&crowded, 100).is_err());
+        // Offsets that do not increase.
+        let mut buf = Vec::new();
+        let twice = [(5, Record::new(b"a", None, 0)), (5, Record::new(b"b", None, 0))];
+        encode_sparse(&mut buf, 5, 10, &twice);
+        assert!(check(&buf, 5).is_err());
+        // A span reaching past the last offset.
+        let mut top = Vec::new();
+        encode_sparse(&mut top, u64::MAX - 10, u64::MAX, &[]);
+        reseal(&mut top, 28, &20u32.to_le_bytes());
+        assert!(check(&top, u64::MAX - 10).is_err());
     }
 
     #[test]

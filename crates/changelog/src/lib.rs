@@ -35,7 +35,9 @@
 //! ```
 
 mod batch;
+mod compaction;
 mod error;
+mod filter;
 mod group_commit;
 mod index;
 mod log;
@@ -46,9 +48,13 @@ mod reader;
 mod record;
 mod recovery;
 mod segment;
+mod segment_list;
 mod sync;
 mod watermark;
 
+pub use compaction::{
+    Blocked, CompactOptions, CompactionListener, CompactionReport, DeleteHorizon, RecordMove,
+};
 pub use error::{CorruptionKind, Error, Result};
 pub use log::Log;
 pub use options::LogOptions;

@@ -1,6 +1,7 @@
 //! The log: appends, group-committed syncs, rolls, truncation and close.
 //!
-//! Locks, always taken in this order: the group commit's leadership (held across an fsync or a
+//! Locks, always taken in this order: maintenance (held by a compaction pass, a retention pass or
+//! a truncation, for its whole length), the group commit's leadership (held across an fsync or a
 //! truncation, never while waiting for the others), then the writer, then the segment list.
 //! Readers take only the segment list, to clone it: briefly, except while a truncation cuts a
 //! segment in place.
@@ -13,6 +14,7 @@ use std::time::Instant;
 use cairn_fs::{File, FileLock, Fs, OpenMode};
 
 use crate::batch::{self, OpenBatch};
+use crate::compaction::{self, CompactOptions, CompactionListener, CompactionReport};
 use crate::error::{Error, Result};
 use crate::group_commit::{CommitError, GroupCommit};
 use crate::index::{Entry, Summary};
@@ -21,7 +23,7 @@ use crate::options::LogOptions;
 use crate::reader::{ReadLimit, Reader};
 use crate::record::Record;
 use crate::recovery::{self, RecoveryReport};
-use crate::segment::{FileScan, Segment, Step, TEMP_SUFFIX, index_name, log_name, scan_file};
+use crate::segment::{FileScan, Segment, Stats, Step, TEMP_SUFFIX, index_name, log_name, scan_file};
 use crate::sync::{AtomicBool, AtomicU64, Mutex, Ordering, lock};
 use crate::watermark::Watermark;
 
@@ -79,6 +81,8 @@ pub(crate) struct Shared {
     pub(crate) truncations: AtomicU64,
     /// The offset of every truncation, in order: the `n`-th is where truncation `n + 1` cut.
     truncated_at: Mutex<Vec<u64>>,
+    /// Held by compaction, retention and truncation: one at a time changes sealed segments.
+    pub(crate) maintenance: Mutex<()>,
     poisoned: AtomicBool,
     poison_cause: OnceLock<Arc<Error>>,
     /// Held until the log and every reader of it are dropped: a reader may map a sealed
@@ -101,8 +105,8 @@ struct Writer {
     next_offset: u64,
     /// Position of the last index entry of the active segment.
     last_indexed: u64,
-    /// Largest timestamp in the active segment.
-    max_ts: Option<i64>,
+    /// What the active segment holds, for its index header when it is sealed.
+    stats: Stats,
     /// When the active segment was started (or the log opened).
     started: Instant,
     /// Sealed segments whose data is not yet fsynced, oldest first: rolls flush no data, the
@@ -148,7 +152,7 @@ impl Log {
             batch_starts: Vec::new(),
             next_offset: recovered.next_offset,
             last_indexed: recovered.active_last_indexed,
-            max_ts: recovered.active_max_ts,
+            stats: recovered.active_stats,
             started: Instant::now(),
             unflushed: Vec::new(),
             closed: false,
@@ -163,6 +167,7 @@ impl Log {
             commit: GroupCommit::new(recovered.next_offset),
             truncations: AtomicU64::new(0),
             truncated_at: Mutex::new(Vec::new()),
+            maintenance: Mutex::new(()),
             poisoned: AtomicBool::new(false),
             poison_cause: OnceLock::new(),
             _lock: recovered.lock,
@@ -271,7 +276,67 @@ impl Log {
     /// [`Error::Io`] if the write or the fsync fails, which poisons the log (a failed fsync is
     /// never retried); [`Error::Poisoned`] if another caller's fsync failed; [`Error::Closed`].
     pub fn sync(&self) -> Result<u64> {
-        let shared = &*self.shared;
+        self.shared.sync()
+    }
+
+    /// Compacts the log below `limit`: for every key, only its record with the highest offset
+    /// below `limit` stays (and a tombstone only until its delete horizon), at its own offset
+    /// (see [`CompactOptions`] and docs/format.md, "Compaction protocol"). Nothing at or above
+    /// `limit` or the durable end changes; the active segment is compacted only once sealed (the
+    /// pass seals it when [`CompactOptions::roll_active_bytes_min`] allows). Appends, syncs and
+    /// readers go on during the pass; a reader keeps reading the segments it holds. A crash at
+    /// any point leaves the log as it was before the pass or after it.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use cairn_changelog::{CompactOptions, DeleteHorizon, Log, LogOptions, Record};
+    ///
+    /// # fn main() -> Result<(), cairn_changelog::Error> {
+    /// let log = Log::open(Arc::new(cairn_fs::SimFs::new(3)), "/log", LogOptions::default())?;
+    /// for i in 0..100u32 {
+    ///     log.append(Record::new(b"counter", Some(&i.to_le_bytes()), 0))?;
+    /// }
+    /// let end = log.sync()?;
+    /// let mut options = CompactOptions::default();
+    /// options.roll_active_bytes_min = Some(0); // compact even this small active segment
+    /// let report = log.compact(end, &options)?;
+    /// assert_eq!((report.records_before, report.records_after), (100, 1));
+    /// let latest: Vec<_> = log.reader(0)?.into_records().collect::<Result<_, _>>()?;
+    /// assert_eq!((latest.len(), latest[0].offset), (1, 99));
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::InvalidOptions`]; [`Error::Corruption`] if a segment it reads is damaged (nothing
+    /// changes); [`Error::Io`]: a failure while writing the new segments removes them and leaves
+    /// the log usable, a failure from the commit on (or of a directory sync) poisons it (the next
+    /// open completes the pass); [`Error::Poisoned`] or [`Error::Closed`].
+    pub fn compact(&self, limit: u64, options: &CompactOptions) -> Result<CompactionReport> {
+        compaction::run(&self.shared, limit, options, None, &|| false)
+    }
+
+    /// [`Log::compact`], telling `listener` where the surviving records of rewritten segments
+    /// now are, once the new segments are installed, and then the report.
+    ///
+    /// # Errors
+    /// As for [`Log::compact`].
+    pub fn compact_with(
+        &self,
+        limit: u64,
+        options: &CompactOptions,
+        listener: &dyn CompactionListener,
+    ) -> Result<CompactionReport> {
+        let report = compaction::run(&self.shared, limit, options, Some(listener), &|| false)?;
+        listener.pass_finished(&report);
+        Ok(report)
+    }
+}
+
+impl Shared {
+    /// [`Log::sync`].
+    pub(crate) fn sync(&self) -> Result<u64> {
+        let shared = self;
         let target = {
             let mut w = lock(&shared.writer);
             shared.check_usable(&w)?;
@@ -301,6 +366,27 @@ impl Log {
         }
     }
 
+    /// Fails if the log is poisoned or closed.
+    pub(crate) fn check_open(&self) -> Result<()> {
+        self.check_usable(&lock(&self.writer))
+    }
+
+    /// Seals the active segment if all of it lies below `limit` and it holds at least
+    /// `min_bytes` (and some record). Returns whether it did.
+    pub(crate) fn roll_below(&self, limit: u64, min_bytes: u64) -> Result<bool> {
+        let _guard = PoisonOnPanic(self);
+        let mut w = lock(&self.writer);
+        self.check_usable(&w)?;
+        let bytes = w.written + w.buf.len() as u64;
+        if w.next_offset > limit || bytes == 0 || bytes < min_bytes {
+            return Ok(false);
+        }
+        self.roll(&mut w)?;
+        Ok(true)
+    }
+}
+
+impl Log {
     /// One past the last appended offset (appended, not necessarily written or durable).
     pub fn end_offset(&self) -> u64 {
         lock(&self.shared.writer).next_offset
@@ -354,6 +440,7 @@ impl Log {
     /// system error, which poisons the log; [`Error::Poisoned`] or [`Error::Closed`].
     pub fn truncate(&self, offset: u64) -> Result<()> {
         let shared = &*self.shared;
+        let _maintenance = lock(&shared.maintenance);
         match shared.commit.exclusive(|| match shared.truncate(offset) {
             Ok(Some(end)) => (Ok(()), Some(end)),
             Ok(None) => (Ok(()), None),
@@ -449,7 +536,7 @@ impl Writer {
     fn seal_open(&mut self) {
         if let Some(open) = self.open.take() {
             let info = open.seal(&mut self.buf);
-            self.max_ts = Some(self.max_ts.map_or(info.max_ts, |ts| ts.max(info.max_ts)));
+            self.stats.add(&info);
         }
     }
 }
@@ -491,7 +578,7 @@ impl Shared {
     }
 
     /// Poisons the log for good (P6) and returns `error` for the caller to report.
-    fn poison(&self, error: Error) -> Error {
+    pub(crate) fn poison(&self, error: Error) -> Error {
         let _ = self.poison_cause.set(Arc::new(error.duplicate()));
         self.poisoned.store(true, Ordering::Release);
         self.commit.fail();
@@ -539,7 +626,7 @@ impl Shared {
             let segment = &seal.segment;
             segment.file.sync_data().map_err(|e| self.poison(Error::io("sync_data", &segment.path, e)))?;
             let index_path = self.dir.join(index_name(segment.base));
-            recovery::write_index(self.fs.as_ref(), &index_path, &seal.summary, &seal.entries)
+            recovery::write_index(self.fs.as_ref(), &index_path, &seal.summary, &seal.entries, &[], &[])
                 .map_err(|e| self.poison(e))?;
         }
         let active = &pending.active;
@@ -558,12 +645,7 @@ impl Shared {
     fn roll(&self, w: &mut Writer) -> Result<()> {
         self.write_out(w)?;
         let old = Arc::clone(&w.active);
-        let summary = Summary {
-            base_offset: old.base,
-            next_offset: w.next_offset,
-            segment_bytes: w.written,
-            max_ts: w.max_ts.unwrap_or(i64::MIN),
-        };
+        let summary = w.stats.summary(old.base, w.next_offset, w.written, None);
         let entries = old.entries_below(u64::MAX);
         let path = self.dir.join(log_name(w.next_offset));
         let file = self
@@ -587,7 +669,7 @@ impl Shared {
         w.active = active;
         w.written = 0;
         w.last_indexed = 0;
-        w.max_ts = None;
+        w.stats = Stats::default();
         w.started = Instant::now();
         Ok(())
     }
@@ -632,7 +714,7 @@ impl Shared {
         let scan = self.cut_segment(&mut w, keep, &segment, cut)?;
         w.written = scan.end;
         w.last_indexed = scan.entries.last().map_or(0, |e| u64::from(e.position));
-        w.max_ts = scan.max_ts;
+        w.stats = scan.stats;
         w.next_offset = offset;
         w.started = Instant::now();
         w.buf.clear();
@@ -773,16 +855,28 @@ impl Shared {
                         return Ok((position, None));
                     }
                     if info.next_offset() > offset {
-                        let records: Vec<_> = batch::Records::new(bytes, &info)
-                            .take((offset - info.base_offset) as usize)
+                        // The cut falls inside this batch: the records before it, re-encoded as
+                        // a batch that ends just before the cut.
+                        let kept: Vec<_> = batch::Records::new(bytes, &info)
+                            .take_while(|r| r.as_ref().map_or(true, |r| r.offset < offset))
                             .collect::<Result<_, _>>()
                             .map_err(|kind| Error::corruption(&segment.path, position, kind))?;
-                        let records: Vec<Record<'_>> = records
+                        let kept: Vec<(u64, Record<'_>)> = kept
                             .iter()
-                            .map(|r| Record { key: r.key, value: r.value, timestamp_ms: r.timestamp_ms })
+                            .map(|r| {
+                                (
+                                    r.offset,
+                                    Record { key: r.key, value: r.value, timestamp_ms: r.timestamp_ms },
+                                )
+                            })
                             .collect();
                         let mut buf = Vec::new();
-                        batch::encode(&mut buf, info.base_offset, &records);
+                        if info.sparse {
+                            batch::encode_sparse(&mut buf, info.base_offset, offset, &kept);
+                        } else {
+                            let records: Vec<Record<'_>> = kept.into_iter().map(|(_, r)| r).collect();
+                            batch::encode(&mut buf, info.base_offset, &records);
+                        }
                         return Ok((position, Some(buf)));
                     }
                     expected = info.next_offset();

@@ -17,6 +17,7 @@ use crate::error::{CorruptionKind, Error, Result};
 use crate::log::Shared;
 use crate::record::{OwnedRecord, RecordView};
 use crate::segment::{FileScan, Segment, Step};
+use crate::segment_list;
 use crate::sync::Ordering;
 
 /// How far a reader reads.
@@ -46,6 +47,9 @@ pub struct Reader {
     /// Truncations seen; a change means the cursor may point at removed bytes.
     epoch: u64,
     cursor: Option<Cursor>,
+    /// The segments from the one holding `next` on, as the segment list had them when the reader
+    /// last took them: a compaction swap does not move a reader off the segments it holds.
+    ahead: VecDeque<Arc<Segment>>,
     scan: FileScan,
 }
 
@@ -63,13 +67,15 @@ struct Cursor {
 struct Found {
     position: u64,
     info: BatchInfo,
-    skip: u32,
+    /// The reader's position before this batch.
+    from: u64,
 }
 
 impl Reader {
     pub(crate) fn new(shared: Arc<Shared>, offset: u64, limit: ReadLimit) -> Result<Reader> {
         let epoch = check_offset(&shared, offset)?;
-        Ok(Reader { shared, limit, next: offset, epoch, cursor: None, scan: FileScan::default() })
+        let ahead = segment_list::ahead_of(&shared.segments(), offset);
+        Ok(Reader { shared, limit, next: offset, epoch, cursor: None, ahead, scan: FileScan::default() })
     }
 
     /// The offset of the next record this reader returns.
@@ -85,6 +91,7 @@ impl Reader {
         self.epoch = check_offset(&self.shared, offset)?;
         self.next = offset;
         self.cursor = None;
+        self.ahead = segment_list::ahead_of(&self.shared.segments(), offset);
         Ok(())
     }
 
@@ -98,26 +105,38 @@ impl Reader {
     /// [`Error::OffsetOutOfRange`] if the reader's position is no longer in the log;
     /// [`Error::Io`] if reading fails.
     pub fn next_batch(&mut self) -> Result<Option<BatchView<'_>>> {
-        let Some(found) = self.advance()? else {
-            return Ok(None);
-        };
-        let Some(cursor) = self.cursor.as_ref() else {
-            return Ok(None);
-        };
+        loop {
+            let Some(found) = self.advance()? else {
+                return Ok(None);
+            };
+            // Records before the reader's position are skipped; a compacted stretch may leave
+            // none in this batch, and then the next one is read.
+            let skip = batch::records_before(self.found_bytes(&found), &found.info, found.from);
+            if skip < found.info.count {
+                let Some(cursor) = self.cursor.as_ref() else {
+                    return Ok(None);
+                };
+                let bytes = self.found_bytes(&found);
+                return Ok(Some(BatchView {
+                    bytes,
+                    info: found.info,
+                    skip,
+                    file: &cursor.segment.path,
+                    position: found.position,
+                }));
+            }
+        }
+    }
+
+    /// The bytes of a batch found by [`Reader::advance`], from the cursor's mapping or buffer.
+    fn found_bytes(&self, found: &Found) -> &[u8] {
         let length = found.info.len();
-        let bytes = match &cursor.map {
+        match self.cursor.as_ref().and_then(|c| c.map.as_ref()) {
             Some(map) => {
                 map.get(found.position as usize..found.position as usize + length).unwrap_or_default()
             }
             None => self.scan.window(found.position, length),
-        };
-        Ok(Some(BatchView {
-            bytes,
-            info: found.info,
-            skip: found.skip,
-            file: &cursor.segment.path,
-            position: found.position,
-        }))
+        }
     }
 
     /// Turns the reader into an iterator of owned records.
@@ -133,14 +152,20 @@ impl Reader {
         }
     }
 
-    /// Finds the segment holding `self.next` and the batch to start scanning from.
-    fn locate(&self) -> Result<Cursor> {
-        let segments = self.shared.segments();
-        let start = segments.first().map_or(0, |s| s.base);
-        if self.next < start {
-            return Err(Error::OffsetOutOfRange { offset: self.next, start, end: self.shared.end.load() });
+    /// Finds the segment holding `self.next` and the batch to start scanning from: among the
+    /// segments the reader holds, or, once it has read past them all, in the segment list.
+    fn locate(&mut self) -> Result<Cursor> {
+        segment_list::pass_behind(&mut self.ahead, self.next);
+        let stale = self.ahead.front().is_none_or(|front| {
+            let passed = self.ahead.len() == 1
+                && front.sealed_info().is_some_and(|s| s.summary.next_offset <= self.next);
+            front.base > self.next || passed
+        });
+        if stale {
+            self.ahead = segment_list::ahead_of(&self.shared.segments(), self.next);
         }
-        let Some(segment) = segments.iter().rev().find(|s| s.base <= self.next) else {
+        let Some(segment) = self.ahead.front() else {
+            let start = self.shared.start_offset();
             return Err(Error::OffsetOutOfRange { offset: self.next, start, end: self.shared.end.load() });
         };
         let (position, expected) =
@@ -168,6 +193,7 @@ impl Reader {
         }
         self.epoch = epoch;
         self.cursor = None;
+        self.ahead.clear();
         Ok(())
     }
 
@@ -181,14 +207,12 @@ impl Reader {
             if self.next >= limit {
                 return Ok(None);
             }
-            let cursor = match &mut self.cursor {
-                Some(cursor) => cursor,
-                None => {
-                    // A new cursor may be on another file: the scan buffer holds the old one's.
-                    self.scan.reset();
-                    self.cursor.insert(self.locate()?)
-                }
-            };
+            if self.cursor.is_none() {
+                // A new cursor may be on another file: the scan buffer holds the old one's.
+                self.scan.reset();
+                self.cursor = Some(self.locate()?);
+            }
+            let Some(cursor) = self.cursor.as_mut() else { continue };
             let segment = Arc::clone(&cursor.segment);
             let found = match (&cursor.map, segment.sealed_info()) {
                 (Some(map), Some(sealed)) => {
@@ -257,9 +281,9 @@ impl Reader {
             if self.shared.truncations.load(Ordering::Acquire) != self.epoch {
                 continue;
             }
-            let skip = self.next.saturating_sub(info.base_offset) as u32;
+            let from = self.next;
             self.next = info.next_offset();
-            return Ok(Some(Found { position, info, skip }));
+            return Ok(Some(Found { position, info, from }));
         }
     }
 }
@@ -296,10 +320,14 @@ pub struct BatchView<'a> {
 impl<'a> BatchView<'a> {
     /// The offset of the first record this view yields.
     pub fn first_offset(&self) -> u64 {
+        if self.info.sparse {
+            return self.records().next().and_then(Result::ok).map_or(self.next_offset(), |r| r.offset);
+        }
         self.info.base_offset + u64::from(self.skip)
     }
 
-    /// One past the offset of the last record.
+    /// One past the last offset the batch covers (after the last record, and after any
+    /// offsets compaction emptied at its end).
     pub fn next_offset(&self) -> u64 {
         self.info.next_offset()
     }

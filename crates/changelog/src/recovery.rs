@@ -30,11 +30,12 @@ use cairn_fs::{File, FileLock, Fs, OpenMode};
 
 use crate::batch::{self, HEADER_LEN};
 use crate::error::{CorruptionKind, Error, Result};
-use crate::index::{self, Entry};
+use crate::index::{self, Entry, SeenRun};
 use crate::mutants;
 use crate::options::LogOptions;
 use crate::segment::{
-    INDEX_SUFFIX, LOG_SUFFIX, Scan, Sealed, Segment, TEMP_SUFFIX, index_name, log_name, parse_name, scan_file,
+    INDEX_SUFFIX, LOG_SUFFIX, Scan, Sealed, Segment, Stats, TEMP_SUFFIX, index_name, log_name, parse_name,
+    scan_file,
 };
 
 /// The name of the lock file in a log directory.
@@ -55,8 +56,12 @@ pub struct RecoveryReport {
     /// Index files written by the open: missing or damaged ones of segments known durable, and
     /// the markers of segments sealed but not yet flushed when the log was last used.
     pub indexes_rebuilt: usize,
-    /// Leftover temporary files removed.
+    /// Leftover temporary files removed (including the new segments of a compaction pass
+    /// that did not commit).
     pub temp_files_removed: usize,
+    /// Whether a compaction pass had committed but not finished installing its segments, and
+    /// the open finished it (docs/format.md, "Compaction protocol").
+    pub compaction_completed: bool,
     /// Wall time spent opening.
     pub duration: Duration,
 }
@@ -82,7 +87,7 @@ pub(crate) struct Recovered {
     /// Bytes of valid batches in the active (last) segment.
     pub(crate) active_len: u64,
     pub(crate) next_offset: u64,
-    pub(crate) active_max_ts: Option<i64>,
+    pub(crate) active_stats: Stats,
     /// Position of the active segment's last index entry.
     pub(crate) active_last_indexed: u64,
     pub(crate) lock: FileLock,
@@ -114,6 +119,9 @@ pub(crate) fn open(fs: &dyn Fs, dir: &Path, options: &LogOptions) -> Result<Reco
     })?;
 
     let mut report = RecoveryReport::default();
+    let (completed, removed) = crate::compaction::swap::recover(fs, dir)?;
+    report.compaction_completed = completed;
+    report.temp_files_removed += removed;
     let listing = Listing::read(fs, dir)?;
     let mut dir_changed = false;
     let mut logs = listing.logs.clone();
@@ -143,7 +151,9 @@ pub(crate) fn open(fs: &dyn Fs, dir: &Path, options: &LogOptions) -> Result<Reco
     let mut segments: Vec<Arc<Segment>> = Vec::with_capacity(durable.len() + tail.len());
     for (opened, sealed, rebuilt) in durable {
         if rebuilt {
-            write_index(fs, &dir.join(index_name(opened.base)), &sealed.summary, sealed.memory_entries())?;
+            let (filter, runs) = compacted_body(&sealed.summary, opened.file.as_ref(), &opened.path)?;
+            let path = dir.join(index_name(opened.base));
+            write_index(fs, &path, &sealed.summary, sealed.memory_entries(), &filter, &runs)?;
             report.indexes_rebuilt += 1;
             dir_changed = true;
         }
@@ -201,7 +211,8 @@ pub(crate) fn open(fs: &dyn Fs, dir: &Path, options: &LogOptions) -> Result<Reco
     for (opened, scan) in tail.into_iter().zip(scans) {
         opened.file.sync_data().map_err(io("sync_data", &opened.path))?;
         let summary = summary_of(opened.base, &scan);
-        write_index(fs, &dir.join(index_name(opened.base)), &summary, &scan.entries)?;
+        let (filter, runs) = compacted_body(&summary, opened.file.as_ref(), &opened.path)?;
+        write_index(fs, &dir.join(index_name(opened.base)), &summary, &scan.entries, &filter, &runs)?;
         report.indexes_rebuilt += 1;
         dir_changed = true;
         let sealed = Sealed::built(summary, scan.entries);
@@ -223,7 +234,7 @@ pub(crate) fn open(fs: &dyn Fs, dir: &Path, options: &LogOptions) -> Result<Reco
 
     let active_len = active_scan.end;
     let active_last_indexed = active_scan.entries.last().map_or(0, |e| u64::from(e.position));
-    let active_max_ts = active_scan.max_ts;
+    let active_stats = active_scan.stats;
     segments.push(Arc::new(Segment::active(
         active.base,
         active.path,
@@ -239,7 +250,7 @@ pub(crate) fn open(fs: &dyn Fs, dir: &Path, options: &LogOptions) -> Result<Reco
         segments,
         active_len,
         next_offset: end_offset,
-        active_max_ts,
+        active_stats,
         active_last_indexed,
         lock,
         report,
@@ -433,12 +444,10 @@ fn open_sealed(opened: &Opened, options: &LogOptions) -> Result<(Sealed, bool)> 
 }
 
 pub(crate) fn summary_of(base: u64, scan: &Scan) -> index::Summary {
-    index::Summary {
-        base_offset: base,
-        next_offset: scan.next_offset,
-        segment_bytes: scan.end,
-        max_ts: scan.max_ts.unwrap_or(i64::MIN),
-    }
+    // A segment of sparse batches was written by compaction. When is lost with its index: count
+    // from now, so that its tombstones linger a while longer rather than vanish early.
+    let cleaned_ms = scan.sparse.then(crate::record::now_ms);
+    scan.stats.summary(base, scan.next_offset, scan.end, cleaned_ms)
 }
 
 fn read_index_header(fs: &dyn Fs, path: &Path, base: u64) -> Option<index::Header> {
@@ -455,10 +464,25 @@ pub(crate) fn write_index(
     path: &Path,
     summary: &index::Summary,
     entries: &[Entry],
+    filter: &[u8],
+    runs: &[SeenRun],
 ) -> Result<()> {
     let file = fs.open(path, OpenMode::CreateTruncate).map_err(io("create", path))?;
-    file.write_all_at(&index::encode(summary, entries), 0).map_err(io("write", path))?;
+    file.write_all_at(&index::encode(summary, entries, filter, runs), 0).map_err(io("write", path))?;
     file.sync_data().map_err(io("sync_data", path))
+}
+
+/// What a compacted segment's rebuilt index carries after its entries: the key filter, rebuilt
+/// from its records, and one first-seen run from its start at its (new) cleaning time, since
+/// the old runs were lost with the index. Nothing for other segments.
+fn compacted_body(summary: &index::Summary, file: &dyn File, path: &Path) -> Result<(Vec<u8>, Vec<SeenRun>)> {
+    let Some(cleaned_ms) = summary.cleaned_ms else {
+        return Ok((Vec::new(), Vec::new()));
+    };
+    let filter = crate::segment::key_filter_of(file, summary.base_offset, summary.segment_bytes)
+        .map(|filter| filter.encode())
+        .map_err(io("read", path))?;
+    Ok((filter, vec![SeenRun { offset: summary.base_offset, seen_ms: cleaned_ms }]))
 }
 
 /// How many non-zero bytes lie in `[position, len)` (counting to the last non-zero byte), and

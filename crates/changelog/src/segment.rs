@@ -12,7 +12,8 @@ use cairn_fs::{File, Mapping};
 
 use crate::batch::{self, BatchInfo, HEADER_LEN};
 use crate::error::{CorruptionKind, Error, Result};
-use crate::index::{Entries, Entry, Header, Summary};
+use crate::filter::{KeyFilter, key_hash};
+use crate::index::{Entries, Entry, Header, SeenRun, Summary};
 use crate::sync::{Mutex, lock};
 use crate::watermark::Watermark;
 
@@ -54,6 +55,15 @@ pub(crate) enum IndexSource {
     File { path: PathBuf, header: Header },
 }
 
+/// What compaction needs of a compacted segment besides its summary: the filter of its keys
+/// and when its records were first seen by compaction.
+#[derive(Debug)]
+pub(crate) struct CleanInfo {
+    pub(crate) filter: KeyFilter,
+    /// Increasing by offset; the first starts at the segment's base.
+    pub(crate) runs: Vec<SeenRun>,
+}
+
 /// What is fixed once a segment is sealed.
 #[derive(Debug)]
 pub(crate) struct Sealed {
@@ -61,14 +71,25 @@ pub(crate) struct Sealed {
     source: IndexSource,
     entries: OnceLock<Entries>,
     data: OnceLock<Arc<Mapping>>,
+    clean: OnceLock<Arc<CleanInfo>>,
 }
 
 impl Sealed {
     pub(crate) fn built(summary: Summary, entries: Vec<Entry>) -> Sealed {
-        let sealed =
-            Sealed { summary, source: IndexSource::Built, entries: OnceLock::new(), data: OnceLock::new() };
+        let sealed = Sealed {
+            summary,
+            source: IndexSource::Built,
+            entries: OnceLock::new(),
+            data: OnceLock::new(),
+            clean: OnceLock::new(),
+        };
         let _ = sealed.entries.set(Entries::Memory(entries));
         sealed
+    }
+
+    /// Sets what compaction wrote into the index of a segment it produced.
+    pub(crate) fn set_clean_info(&self, info: CleanInfo) {
+        let _ = self.clean.set(Arc::new(info));
     }
 
     /// The entries of a sealed segment built in memory (none for one backed by its index file).
@@ -85,6 +106,7 @@ impl Sealed {
             source: IndexSource::File { path, header },
             entries: OnceLock::new(),
             data: OnceLock::new(),
+            clean: OnceLock::new(),
         }
     }
 }
@@ -100,6 +122,12 @@ pub(crate) struct Segment {
     /// Index entries of published batches while active.
     active_entries: Mutex<Vec<Entry>>,
     sealed: OnceLock<Sealed>,
+}
+
+impl crate::segment_list::Based for Segment {
+    fn base(&self) -> u64 {
+        self.base
+    }
 }
 
 impl Segment {
@@ -189,6 +217,34 @@ impl Segment {
         Ok((u64::from(entry.position), self.base + u64::from(entry.rel_offset)))
     }
 
+    /// The key filter and first-seen runs of a compacted segment: from its index file, or, if
+    /// that is missing or damaged, the filter rebuilt from its records and one run from its
+    /// base at its cleaning time.
+    pub(crate) fn clean_info(
+        &self,
+        fs: &dyn cairn_fs::Fs,
+        sealed: &Sealed,
+        interval: u64,
+    ) -> Result<Arc<CleanInfo>> {
+        if let Some(info) = sealed.clean.get() {
+            return Ok(Arc::clone(info));
+        }
+        let entries = self.sealed_entries(fs, sealed, interval)?;
+        let from_index = entries.filter_bytes().and_then(KeyFilter::decode).map(|f| (f, entries.seen_runs()));
+        let info = match from_index {
+            Some((filter, runs)) if runs.first().is_some_and(|r| r.offset == self.base) => {
+                CleanInfo { filter, runs }
+            }
+            _ => {
+                let filter = key_filter_of(self.file.as_ref(), self.base, sealed.summary.segment_bytes)
+                    .map_err(|e| Error::io("read", &self.path, e))?;
+                let seen_ms = sealed.summary.cleaned_ms.unwrap_or(i64::MIN);
+                CleanInfo { filter, runs: vec![SeenRun { offset: self.base, seen_ms }] }
+            }
+        };
+        Ok(Arc::clone(sealed.clean.get_or_init(|| Arc::new(info))))
+    }
+
     /// The index entries of a sealed segment: from its checked index file, or rebuilt by
     /// scanning the segment if that file is missing or damaged.
     fn sealed_entries<'s>(
@@ -239,9 +295,57 @@ pub(crate) struct Scan {
     pub(crate) end: u64,
     /// Offset after the last valid batch.
     pub(crate) next_offset: u64,
-    pub(crate) max_ts: Option<i64>,
+    pub(crate) stats: Stats,
     pub(crate) entries: Vec<Entry>,
     pub(crate) batches: u64,
+    /// Whether a sparse batch was seen: compaction wrote the segment.
+    pub(crate) sparse: bool,
+}
+
+/// What a segment's batches hold, accumulated batch by batch (for its index header).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Stats {
+    pub(crate) records: u64,
+    pub(crate) tombstones: u64,
+    pub(crate) min_tombstone_ts: i64,
+    pub(crate) max_ts: i64,
+}
+
+impl Default for Stats {
+    fn default() -> Stats {
+        Stats { records: 0, tombstones: 0, min_tombstone_ts: i64::MAX, max_ts: i64::MIN }
+    }
+}
+
+impl Stats {
+    pub(crate) fn add(&mut self, info: &BatchInfo) {
+        self.records += u64::from(info.count);
+        self.tombstones += u64::from(info.tombstones);
+        self.min_tombstone_ts = self.min_tombstone_ts.min(info.min_tombstone_ts);
+        if info.count > 0 {
+            self.max_ts = self.max_ts.max(info.max_ts);
+        }
+    }
+
+    /// The summary of a segment with these contents.
+    pub(crate) fn summary(
+        &self,
+        base: u64,
+        next_offset: u64,
+        segment_bytes: u64,
+        cleaned_ms: Option<i64>,
+    ) -> Summary {
+        Summary {
+            base_offset: base,
+            next_offset,
+            segment_bytes,
+            max_ts: self.max_ts,
+            record_count: self.records,
+            tombstones: self.tombstones,
+            min_tombstone_ts: self.min_tombstone_ts,
+            cleaned_ms,
+        }
+    }
 }
 
 impl Scan {
@@ -258,7 +362,8 @@ impl Scan {
         }
         self.end = position + info.length as u64;
         self.next_offset = info.next_offset();
-        self.max_ts = Some(self.max_ts.map_or(info.max_ts, |ts| ts.max(info.max_ts)));
+        self.stats.add(info);
+        self.sparse |= info.sparse;
         self.batches += 1;
     }
 }
@@ -361,6 +466,23 @@ impl FileScan {
             Err(kind) => Ok(Step::Invalid { position, kind }),
         }
     }
+}
+
+/// The key filter of the records of a segment file (read in full: used only when a compacted
+/// segment's index must be rebuilt).
+pub(crate) fn key_filter_of(file: &dyn File, base: u64, len: u64) -> io::Result<KeyFilter> {
+    let mut hashes = Vec::new();
+    let mut scan = FileScan::new(0);
+    let mut expected = base;
+    while let Step::Batch { info, bytes, .. } = scan.next(file, len, expected)? {
+        hashes.extend(batch::Records::new(bytes, &info).filter_map(|r| r.ok()).map(|r| key_hash(r.key)));
+        expected = info.next_offset();
+    }
+    let mut filter = KeyFilter::with_capacity(hashes.len());
+    for hash in hashes {
+        filter.insert(hash);
+    }
+    Ok(filter)
 }
 
 /// Scans a file from position 0 to `limit`, stopping at the first invalid batch.

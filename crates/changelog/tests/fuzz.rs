@@ -267,7 +267,7 @@ fn forge_batch(base: u64, count: u32, length: Option<u32>, body: &[u8]) -> Vec<u
     out.extend_from_slice(&0u16.to_le_bytes());
     out.extend_from_slice(&base.to_le_bytes());
     out.extend_from_slice(&count.to_le_bytes());
-    out.extend_from_slice(&0u32.to_le_bytes());
+    out.extend_from_slice(&count.saturating_sub(1).to_le_bytes()); // span of a dense batch
     out.extend_from_slice(&0i64.to_le_bytes());
     out.extend_from_slice(&0i64.to_le_bytes());
     out.extend_from_slice(body);
@@ -301,11 +301,17 @@ fn forge_index(
     out.extend_from_slice(&segment_bytes.to_le_bytes());
     out.extend_from_slice(&i64::MIN.to_le_bytes());
     out.extend_from_slice(&entry_count.to_le_bytes());
-    let entries_crc = if fix_entries { crc32c::crc32c(&body) } else { 0 };
-    out.extend_from_slice(&entries_crc.to_le_bytes());
+    out.extend_from_slice(&0u32.to_le_bytes()); // flags: not compacted
+    out.extend_from_slice(&0u64.to_le_bytes()); // record count
+    out.extend_from_slice(&0u64.to_le_bytes()); // tombstones
+    out.extend_from_slice(&i64::MAX.to_le_bytes()); // smallest tombstone timestamp
+    out.extend_from_slice(&i64::MIN.to_le_bytes()); // cleaned: never
+    out.extend_from_slice(&0u32.to_le_bytes()); // no key filter
+    let body_crc = if fix_entries { crc32c::crc32c(&body) } else { 0 };
+    out.extend_from_slice(&body_crc.to_le_bytes());
+    out.extend_from_slice(&0u32.to_le_bytes()); // no first-seen runs
     let header_crc = crc32c::crc32c(&out);
     out.extend_from_slice(&header_crc.to_le_bytes());
-    out.extend_from_slice(&0u32.to_le_bytes());
     out.extend_from_slice(&body);
     out
 }
@@ -434,7 +440,7 @@ fn random_or_mutated_index_is_rebuilt_and_reads_stay_right() {
         {
             Outcome::Read(log, read) => {
                 assert_records(&read, &valid.records, 0);
-                let header_intact = bytes.get(..56) == original.get(..56);
+                let header_intact = bytes.get(..96) == original.get(..96);
                 assert_eq!(log.recovery_report().indexes_rebuilt, usize::from(!header_intact), "seed {seed}");
                 for from in (0..valid.records.len()).step_by(7) {
                     let got = read_from(&log, from as u64);

@@ -6,6 +6,7 @@
 mod common;
 
 use cairn_changelog::mutants;
+use common::compact::{colliding_keys_survive, compaction_crash_sweep};
 use common::sweep::sweep;
 use common::{
     concurrent_sync_waits_for_a_covering_fsync, cut_tail_stays_cut, first_record_in_new_segment_survives,
@@ -51,8 +52,13 @@ fn every_mutant_is_checked_somewhere() {
         mutants::NO_DIR_SYNC_ON_APPEND_PATH,
         mutants::OPEN_SKIPS_TAIL_CUT,
         mutants::ACK_WITHOUT_SYNC,
+        mutants::KEY_MAP_HASH_ONLY,
+        mutants::COMPACTION_SKIPS_OUTPUT_SYNC,
+        mutants::COMPACTION_REMOVES_BEFORE_COMMIT,
+        mutants::OPEN_IGNORES_SWAP_RECORD,
     ];
-    let in_loom = [mutants::PUBLISH_RELAXED, mutants::WAKE_ONE, mutants::ACK_WITHOUT_SYNC];
+    let in_loom =
+        [mutants::PUBLISH_RELAXED, mutants::WAKE_ONE, mutants::ACK_WITHOUT_SYNC, mutants::SWAP_IN_TWO_STEPS];
     for name in mutants::ALL {
         assert!(here.contains(name) || in_loom.contains(name), "mutant {name} is never checked");
     }
@@ -72,9 +78,39 @@ fn acknowledgement_without_fsync_is_caught_by_the_group_commit_probe() {
 }
 
 #[test]
+fn a_key_map_that_trusts_hashes_is_caught_by_the_collision_probe() {
+    let verdict = with_mutant(mutants::KEY_MAP_HASH_ONLY, colliding_keys_survive);
+    let violation = verdict.expect_err("the collision probe passed with a hash-only key map");
+    assert!(violation.contains("lost records") || violation.contains("twice"), "{violation}");
+}
+
+#[test]
+fn compaction_output_without_fsync_is_caught_by_the_compaction_sweep() {
+    let verdict = with_mutant(mutants::COMPACTION_SKIPS_OUTPUT_SYNC, || compaction_crash_sweep(6));
+    let violation = verdict.expect_err("the compaction sweep passed with unsynced output");
+    eprintln!("caught: {violation}");
+}
+
+#[test]
+fn removing_old_segments_before_the_commit_is_caught_by_the_compaction_sweep() {
+    let verdict = with_mutant(mutants::COMPACTION_REMOVES_BEFORE_COMMIT, || compaction_crash_sweep(6));
+    let violation = verdict.expect_err("the compaction sweep passed with removals before the commit");
+    eprintln!("caught: {violation}");
+}
+
+#[test]
+fn recovery_that_ignores_the_commit_record_is_caught_by_the_compaction_sweep() {
+    let verdict = with_mutant(mutants::OPEN_IGNORES_SWAP_RECORD, || compaction_crash_sweep(6));
+    let violation = verdict.expect_err("the compaction sweep passed with the commit record ignored");
+    eprintln!("caught: {violation}");
+}
+
+#[test]
 fn probes_pass_without_mutants() {
     let _serial = mutants::exclusive();
     first_record_in_new_segment_survives().unwrap();
     cut_tail_stays_cut().unwrap();
     concurrent_sync_waits_for_a_covering_fsync().unwrap();
+    colliding_keys_survive().unwrap();
+    compaction_crash_sweep(2).unwrap();
 }

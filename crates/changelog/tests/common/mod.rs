@@ -2,6 +2,7 @@
 //! generation, temporary directories, and log reading.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
+pub mod compact;
 pub mod sweep;
 
 use std::path::{Path, PathBuf};

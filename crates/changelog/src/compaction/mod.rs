@@ -1,0 +1,716 @@
+//! Compaction: keeping, below a limit offset, only the latest record of every key (DESIGN §4).
+//!
+//! The sealed segments below the limit split in two: a *clean* prefix, written by earlier
+//! passes, in which every key appears at most once, and the *dirty* segments after it, written by
+//! appends. A pass
+//!
+//! 1. reads the dirty segments, oldest first, into a [`KeyMap`] (key → offset of its latest
+//!    record), as many whole segments as the map's budget holds;
+//! 2. asks each clean segment's key filter whether it may hold a key of the map, and looks at
+//!    its tombstones' delete horizon: a clean segment that certainly holds no such key and no
+//!    expired tombstone has gained nothing to drop and is left alone;
+//! 3. rewrites the dirty segments it read, the clean segments that gain something, and small
+//!    neighbours (merged), keeping every record whose key has no later record in the map and
+//!    every tombstone whose horizon has not passed, at its own offset, in sparse batches;
+//! 4. installs the new segments through a durable commit record ([`swap`]), swaps them into the
+//!    segment list in one step, and tells the listener where the surviving records moved.
+//!
+//! So a pass reads each dirty byte twice and writes what survives of it once, and reads and
+//! writes a clean segment only when a key written since may be in it (or a tombstone in it
+//! expired). Nothing at or above the limit (or the durable end, or in the active segment) is
+//! read or changed. After the pass the dirty segments it read are clean, and the clean prefix
+//! again holds every key at most once.
+
+mod keymap;
+mod output;
+pub(crate) mod swap;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use cairn_fs::OpenMode;
+
+use crate::batch::{self, BatchInfo};
+use crate::error::{CorruptionKind, Error, Result};
+use crate::filter::key_hash;
+use crate::index::SeenRun;
+use crate::log::Shared;
+use crate::mutants;
+use crate::record::{RecordView, now_ms};
+use crate::segment::{CleanInfo, Sealed, Segment, TEMP_SUFFIX, log_name};
+use crate::segment_list;
+use crate::sync::lock;
+
+use keymap::KeyMap;
+use output::{Output, Shape};
+use swap::SwapRecord;
+
+/// When compaction may drop a tombstone that is the latest record of its key.
+///
+/// Until then the tombstone stays, so that a reader who holds the key (a store restoring from
+/// the log, a consumer) learns of the delete. Earlier records of the key are dropped at once
+/// either way.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum DeleteHorizon {
+    /// Kept until this long after the compaction pass that first saw it (Kafka's
+    /// `delete.retention.ms`): a reader that reads the log from its start in less time than
+    /// this sees every delete.
+    AfterFirstSeen(Duration),
+    /// Kept until its own timestamp is this far in the past.
+    AfterTimestamp(Duration),
+    /// Kept for ever.
+    Never,
+}
+
+impl DeleteHorizon {
+    /// When a tombstone stamped `timestamp_ms` and first seen at `seen_ms` may be dropped.
+    fn droppable_at(self, timestamp_ms: i64, seen_ms: i64) -> i64 {
+        let ms = |d: Duration| i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
+        match self {
+            DeleteHorizon::AfterFirstSeen(d) => seen_ms.saturating_add(ms(d)),
+            DeleteHorizon::AfterTimestamp(d) => timestamp_ms.saturating_add(ms(d)),
+            DeleteHorizon::Never => i64::MAX,
+        }
+    }
+}
+
+/// Options of a compaction pass. Start from [`CompactOptions::default`] and change fields.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct CompactOptions {
+    /// When a tombstone may be dropped. Default: a day after it was first seen.
+    pub delete_horizon: DeleteHorizon,
+    /// Memory for the key map: about the keys' bytes plus 40 bytes per key. A pass reads as
+    /// many whole dirty segments as fit; the rest wait for the next pass. At least 64 KiB.
+    /// Default 64 MiB.
+    pub key_map_bytes_max: usize,
+    /// Seal the active segment first, so that it can be compacted, when it lies wholly below
+    /// the limit and holds at least this many bytes. `None`: never. Default 1 MiB.
+    pub roll_active_bytes_min: Option<u64>,
+    /// Clean segments smaller than this are merged with their neighbours when a pass rewrites
+    /// next to them (or when two or more of them sit side by side). `None`: a quarter of
+    /// [`LogOptions::segment_bytes_max`](crate::LogOptions::segment_bytes_max).
+    pub merge_below_bytes: Option<u64>,
+    /// The size the pass aims for when it packs surviving records into batches (a record larger
+    /// than this gets a batch of its own). At least 4 KiB. Default 64 KiB.
+    pub batch_bytes_target: usize,
+    /// The time the pass takes as now, for delete horizons and first-seen times, in
+    /// milliseconds since the Unix epoch. `None`: the system clock.
+    pub now_ms: Option<i64>,
+    /// Tests only: hash every key alike in the key map, to show that a collision never costs a
+    /// live record.
+    #[doc(hidden)]
+    pub collide_keys: bool,
+}
+
+impl Default for CompactOptions {
+    fn default() -> CompactOptions {
+        CompactOptions {
+            delete_horizon: DeleteHorizon::AfterFirstSeen(Duration::from_secs(24 * 3600)),
+            key_map_bytes_max: 64 << 20,
+            roll_active_bytes_min: Some(1 << 20),
+            merge_below_bytes: None,
+            batch_bytes_target: 64 << 10,
+            now_ms: None,
+            collide_keys: false,
+        }
+    }
+}
+
+impl CompactOptions {
+    fn validate(&self) -> Result<()> {
+        if self.key_map_bytes_max < 64 << 10 {
+            return Err(Error::InvalidOptions {
+                option: "key_map_bytes_max",
+                reason: "must be at least 64 KiB",
+            });
+        }
+        if self.batch_bytes_target < 4096 {
+            return Err(Error::InvalidOptions {
+                option: "batch_bytes_target",
+                reason: "must be at least 4 KiB",
+            });
+        }
+        Ok(())
+    }
+}
+
+/// What kept a pass from cleaning more.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Blocked {
+    /// Dirty sealed segments at or above the limit (the limit passed, or the durable end if
+    /// lower) wait for it to rise.
+    Limit {
+        /// The limit the pass used.
+        limit: u64,
+        /// Bytes of those segments.
+        dirty_bytes: u64,
+    },
+    /// The active segment holds records below the limit; it is compacted once sealed (see
+    /// [`CompactOptions::roll_active_bytes_min`]).
+    ActiveSegment {
+        /// Bytes in the active segment.
+        bytes: u64,
+    },
+    /// Tombstones were kept because their delete horizon has not passed.
+    DeleteHorizon {
+        /// Tombstones kept (in the segments the pass rewrote or looked at).
+        tombstones: u64,
+        /// The earliest time one of them may be dropped (ms since the Unix epoch).
+        earliest_drop_ms: i64,
+    },
+    /// The key map filled: dirty segments below the limit wait for the next pass.
+    KeyMapFull {
+        /// Bytes of those segments.
+        dirty_bytes: u64,
+    },
+}
+
+/// What a compaction pass did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct CompactionReport {
+    /// The limit the pass used: the one asked for, or the durable end if lower.
+    pub limit: u64,
+    /// Whether the pass sealed the active segment to compact it.
+    pub rolled_active: bool,
+    /// Dirty segments read into the key map (and rewritten, now clean).
+    pub dirty_segments: usize,
+    /// Distinct keys in the key map.
+    pub keys_mapped: usize,
+    /// Clean segments rewritten because they gained something to drop, or merged.
+    pub clean_segments_rewritten: usize,
+    /// Clean segments left alone: nothing to drop in them.
+    pub clean_segments_skipped: usize,
+    /// Segments written (replacing `dirty_segments + clean_segments_rewritten`).
+    pub segments_written: usize,
+    /// Bytes of the segments replaced, and of their replacements.
+    pub bytes_before: u64,
+    /// Bytes of the new segments.
+    pub bytes_after: u64,
+    /// Records in the segments replaced.
+    pub records_before: u64,
+    /// Records in the new segments.
+    pub records_after: u64,
+    /// Tombstones dropped: replaced by a later record of their key, or past their horizon.
+    pub tombstones_dropped: u64,
+    /// Bytes read (the dirty segments twice, the rewritten clean ones once).
+    pub bytes_read: u64,
+    /// Bytes written (segments and their indexes).
+    pub bytes_written: u64,
+    /// Wall time of the pass.
+    pub duration: Duration,
+    /// What kept the pass from cleaning more.
+    pub blocked: Vec<Blocked>,
+}
+
+/// Where a record that survived a pass now lives.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RecordMove<'a> {
+    /// The record's key.
+    pub key: &'a [u8],
+    /// Its offset (unchanged by compaction).
+    pub offset: u64,
+    /// The base offset of the segment now holding it.
+    pub segment_base: u64,
+    /// The byte position, in that segment's file, of the batch holding it.
+    pub batch_position: u64,
+}
+
+/// Hears what compaction passes do: where surviving records moved, so that a caller holding
+/// positions (a store's key directory) can follow a swap without reading the log again, and
+/// each pass's report. Called on the compacting thread, after the new segments are installed;
+/// it must not call back into the log's maintenance (compaction, retention, truncation, close).
+pub trait CompactionListener: Send + Sync {
+    /// Whether [`CompactionListener::record_moved`] is wanted (it costs a read of the new
+    /// segments). Default `true`.
+    fn wants_moves(&self) -> bool {
+        true
+    }
+
+    /// A surviving record in a rewritten segment.
+    fn record_moved(&self, moved: &RecordMove<'_>) {
+        let _ = moved;
+    }
+
+    /// A pass finished.
+    fn pass_finished(&self, report: &CompactionReport) {
+        let _ = report;
+    }
+
+    /// A background pass failed; it is retried on the next interval unless the log is poisoned.
+    fn pass_failed(&self, error: &Error) {
+        let _ = error;
+    }
+}
+
+/// The role of a segment in a pass.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Role {
+    Dirty,
+    Clean,
+}
+
+/// Tombstones kept because of their horizon.
+#[derive(Default)]
+struct Pending {
+    tombstones: u64,
+    earliest: i64,
+}
+
+impl Pending {
+    fn add(&mut self, count: u64, at: i64) {
+        if self.tombstones == 0 || at < self.earliest {
+            self.earliest = at;
+        }
+        self.tombstones += count;
+    }
+}
+
+/// Runs one pass on `shared` (see the module documentation). `cancel` is asked between segments;
+/// when it says so the pass stops, removes what it wrote, and returns [`Error::Closed`].
+pub(crate) fn run(
+    shared: &Shared,
+    limit: u64,
+    options: &CompactOptions,
+    listener: Option<&dyn CompactionListener>,
+    cancel: &dyn Fn() -> bool,
+) -> Result<CompactionReport> {
+    let started = Instant::now();
+    options.validate()?;
+    let _maintenance = lock(&shared.maintenance);
+    shared.check_open()?;
+    let now = options.now_ms.unwrap_or_else(now_ms);
+    let mut report = CompactionReport { limit, ..CompactionReport::default() };
+    if let Some(min) = options.roll_active_bytes_min
+        && shared.roll_below(limit, min)?
+    {
+        report.rolled_active = true;
+        shared.sync()?;
+    }
+    let limit = limit.min(shared.commit.durable());
+    report.limit = limit;
+
+    let list = shared.segments();
+    let Some((active, sealed)) = list.split_last() else {
+        return Ok(report);
+    };
+    let compactable = sealed.iter().take_while(|s| summary_of(s).next_offset <= limit).count();
+    let (below, beyond) = sealed.split_at(compactable);
+    let dirty_beyond: u64 =
+        beyond.iter().map(|s| summary_of(s)).filter(|s| !s.compacted()).map(|s| s.segment_bytes).sum();
+    if dirty_beyond > 0 {
+        report.blocked.push(Blocked::Limit { limit, dirty_bytes: dirty_beyond });
+    }
+    let active_bytes = active.published.load();
+    if active_bytes > 0 && active.base < limit {
+        report.blocked.push(Blocked::ActiveSegment { bytes: active_bytes });
+    }
+    let clean_count = below.iter().take_while(|s| summary_of(s).compacted()).count();
+    let dirty = below.get(clean_count..).unwrap_or_default();
+
+    // 1. The key map, over as many whole dirty segments as it holds.
+    let fs = shared.fs.as_ref();
+    let interval = shared.options.index_interval_bytes;
+    let mut map = KeyMap::new(options.key_map_bytes_max, options.collide_keys);
+    let mut processed = 0;
+    for segment in dirty {
+        if cancel() {
+            return Err(Error::Closed);
+        }
+        let mut fits = true;
+        report.bytes_read += for_each_record(segment, |offset, record| {
+            fits = map.insert(record.key, offset);
+            fits
+        })?;
+        if !fits {
+            break;
+        }
+        processed += 1;
+    }
+    if processed < dirty.len() {
+        let left = dirty.get(processed..).unwrap_or_default();
+        report.blocked.push(Blocked::KeyMapFull {
+            dirty_bytes: left.iter().map(|s| summary_of(s).segment_bytes).sum(),
+        });
+    }
+    report.keys_mapped = map.len();
+    let candidates = below.get(..clean_count + processed).unwrap_or_default();
+
+    // 2. What gains something.
+    let horizon = options.delete_horizon;
+    let probes: Vec<u64> = map.keys().map(key_hash).collect();
+    let mut pending = Pending::default();
+    let mut roles = Vec::with_capacity(candidates.len());
+    let mut needed = Vec::with_capacity(candidates.len());
+    let mut infos: Vec<Option<Arc<CleanInfo>>> = Vec::with_capacity(candidates.len());
+    for (i, segment) in candidates.iter().enumerate() {
+        if i >= clean_count {
+            roles.push(Role::Dirty);
+            needed.push(true);
+            infos.push(None);
+            continue;
+        }
+        let sealed = sealed_of(segment)?;
+        let info = segment.clean_info(fs, sealed, interval)?;
+        let summary = &sealed.summary;
+        let expires = if summary.tombstones == 0 {
+            i64::MAX
+        } else {
+            let first_seen = info.runs.iter().map(|r| r.seen_ms).min().unwrap_or(i64::MIN);
+            horizon.droppable_at(summary.min_tombstone_ts, first_seen)
+        };
+        let hit = probes.iter().any(|h| info.filter.may_contain(*h));
+        roles.push(Role::Clean);
+        needed.push(hit || expires <= now);
+        infos.push(Some(info));
+    }
+    let merge_below = options.merge_below_bytes.unwrap_or(shared.options.segment_bytes_max / 4);
+    let small: Vec<bool> = candidates.iter().map(|s| summary_of(s).segment_bytes < merge_below).collect();
+    let included = include_neighbours(&needed, &small);
+    for (i, segment) in candidates.iter().enumerate() {
+        if roles.get(i) == Some(&Role::Clean) && !included.get(i).copied().unwrap_or(false) {
+            report.clean_segments_skipped += 1;
+            let summary = summary_of(segment);
+            if summary.tombstones > 0 {
+                let first_seen = infos
+                    .get(i)
+                    .and_then(Option::as_ref)
+                    .and_then(|info| info.runs.iter().map(|r| r.seen_ms).min())
+                    .unwrap_or(i64::MIN);
+                pending.add(summary.tombstones, horizon.droppable_at(summary.min_tombstone_ts, first_seen));
+            }
+        }
+    }
+    let Some(first) = included.iter().position(|i| *i) else {
+        finish(&mut report, pending, started);
+        return Ok(report);
+    };
+    let last = included.iter().rposition(|i| *i).unwrap_or(first);
+
+    // 3. Rewrite, run by run.
+    let shape = Shape {
+        segment_bytes_max: shared.options.segment_bytes_max,
+        index_interval_bytes: interval,
+        batch_bytes_target: options.batch_bytes_target.min(shared.options.batch_limit() as usize),
+        now_ms: now,
+    };
+    let mut output = Output::new(fs, &shared.dir, shape);
+    let mut runs: Vec<(u64, u64)> = Vec::new();
+    let written = (|| -> Result<()> {
+        let mut i = first;
+        while i <= last {
+            if !included.get(i).copied().unwrap_or(false) {
+                i += 1;
+                continue;
+            }
+            let start = i;
+            while included.get(i + 1).copied().unwrap_or(false) {
+                i += 1;
+            }
+            let run = candidates.get(start..=i).unwrap_or_default();
+            let (Some(run_first), Some(run_last)) = (run.first(), run.last()) else { break };
+            let run_end = summary_of(run_last).next_offset;
+            output.begin_run(run_first.base);
+            for (j, segment) in run.iter().enumerate() {
+                if cancel() {
+                    return Err(Error::Closed);
+                }
+                let role = roles.get(start + j).copied().unwrap_or(Role::Dirty);
+                let info = infos.get(start + j).cloned().flatten();
+                report.bytes_before += summary_of(segment).segment_bytes;
+                report.records_before += summary_of(segment).record_count;
+                match role {
+                    Role::Dirty => report.dirty_segments += 1,
+                    Role::Clean => report.clean_segments_rewritten += 1,
+                }
+                let mut failed = None;
+                report.bytes_read += for_each_record(segment, |offset, record| {
+                    let superseded = match role {
+                        Role::Dirty => map.get(record.key).is_some_and(|latest| latest != offset),
+                        Role::Clean => map.get(record.key).is_some(),
+                    };
+                    let seen = match (&info, role) {
+                        (Some(info), Role::Clean) => info.seen_at(offset),
+                        _ => now,
+                    };
+                    let keep = if superseded {
+                        false
+                    } else if record.value.is_none() {
+                        let at = horizon.droppable_at(record.timestamp_ms, seen);
+                        if at > now {
+                            pending.add(1, at);
+                        }
+                        at > now
+                    } else {
+                        true
+                    };
+                    if !keep {
+                        report.tombstones_dropped += u64::from(record.value.is_none());
+                        return true;
+                    }
+                    match output.push(offset, &record, seen) {
+                        Ok(()) => true,
+                        Err(e) => {
+                            failed = Some(e);
+                            false
+                        }
+                    }
+                })?;
+                if let Some(e) = failed {
+                    return Err(e);
+                }
+            }
+            output.end_run(run_end)?;
+            runs.push((run_first.base, run_end));
+            i += 1;
+        }
+        Ok(())
+    })();
+    if let Err(e) = written {
+        output.discard();
+        return Err(e);
+    }
+    report.bytes_written = output.bytes_written;
+
+    // 4. Commit, install, swap.
+    let old: Vec<Arc<Segment>> = candidates.get(first..=last).unwrap_or_default().to_vec();
+    let replaced: Vec<&Arc<Segment>> = old
+        .iter()
+        .enumerate()
+        .filter(|(j, _)| included.get(first + j).copied().unwrap_or(false))
+        .map(|(_, s)| s)
+        .collect();
+    let record = SwapRecord {
+        old: replaced.iter().map(|s| s.base).collect(),
+        new: output.written.iter().map(|w| w.base).collect(),
+    };
+    let new_segments = commit(shared, output, &record)?;
+    let mut replacement = Vec::with_capacity(old.len());
+    let mut new_iter = new_segments.iter().peekable();
+    for (j, segment) in old.iter().enumerate() {
+        if !included.get(first + j).copied().unwrap_or(false) {
+            replacement.push(Arc::clone(segment));
+            continue;
+        }
+        // The first replaced segment of a run brings the run's new segments.
+        if let Some(&(run_start, run_end)) = runs.iter().find(|(s, _)| *s == segment.base) {
+            while let Some(new) = new_iter.next_if(|n| n.base >= run_start && n.base < run_end) {
+                replacement.push(Arc::clone(new));
+            }
+        }
+    }
+    if !segment_list::swap(&shared.segments, &old, &replacement) {
+        let changed = std::io::Error::other("the segment list changed under a compaction pass");
+        return Err(shared.poison(Error::io("compact", &shared.dir, changed)));
+    }
+    for segment in &new_segments {
+        let summary = summary_of(segment);
+        report.bytes_after += summary.segment_bytes;
+        report.records_after += summary.record_count;
+    }
+    report.segments_written = new_segments.len();
+    if let Some(listener) = listener
+        && listener.wants_moves()
+    {
+        for segment in &new_segments {
+            report_moves(segment, listener)?;
+        }
+    }
+    finish(&mut report, pending, started);
+    Ok(report)
+}
+
+fn finish(report: &mut CompactionReport, pending: Pending, started: Instant) {
+    if pending.tombstones > 0 {
+        report.blocked.push(Blocked::DeleteHorizon {
+            tombstones: pending.tombstones,
+            earliest_drop_ms: pending.earliest,
+        });
+    }
+    report.duration = started.elapsed();
+}
+
+/// Which candidates a pass rewrites: those that gain something, and the small ones next to
+/// them or to each other (stretches of `needed`-or-`small` segments holding something needed,
+/// or at least two small ones).
+fn include_neighbours(needed: &[bool], small: &[bool]) -> Vec<bool> {
+    let mut included = vec![false; needed.len()];
+    let mut i = 0;
+    while i < needed.len() {
+        let eligible =
+            |j: usize| needed.get(j).copied().unwrap_or(false) || small.get(j).copied().unwrap_or(false);
+        if !eligible(i) {
+            i += 1;
+            continue;
+        }
+        let start = i;
+        while eligible(i + 1) {
+            i += 1;
+        }
+        let stretch = start..=i;
+        let any_needed = stretch.clone().any(|j| needed.get(j).copied().unwrap_or(false));
+        if any_needed || i > start {
+            for j in stretch {
+                if let Some(slot) = included.get_mut(j) {
+                    *slot = true;
+                }
+            }
+        }
+        i += 1;
+    }
+    included
+}
+
+/// Makes the pass durable and installs it: syncs the directory holding the output, writes the
+/// commit record, applies it. Returns the new segments, ready for the list. Failures before the
+/// commit record leave the log as it was (the output is removed) and do not poison it, except a
+/// failed directory sync; failures from the record's rename on poison it (recovery completes
+/// the pass on the next open).
+fn commit(shared: &Shared, output: Output<'_>, record: &SwapRecord) -> Result<Vec<Arc<Segment>>> {
+    let fs = shared.fs.as_ref();
+    let dir = &shared.dir;
+    let poison_io = |op, path: &Path, e| shared.poison(Error::io(op, path, e));
+    if mutants::active(mutants::COMPACTION_REMOVES_BEFORE_COMMIT) {
+        for &base in record.old.iter().filter(|b| !record.new.contains(b)) {
+            let _ = fs.remove_file(&dir.join(crate::segment::index_name(base)));
+            let _ = fs.remove_file(&dir.join(log_name(base)));
+        }
+    }
+    fs.sync_dir(dir).map_err(|e| poison_io("sync_dir", dir, e))?;
+    let temp = dir.join(format!("{}{TEMP_SUFFIX}", swap::SWAP_NAME));
+    let staged = (|| {
+        let file = fs.open(&temp, OpenMode::CreateTruncate).map_err(|e| Error::io("create", &temp, e))?;
+        file.write_all_at(&record.encode(), 0).map_err(|e| Error::io("write", &temp, e))?;
+        file.sync_data().map_err(|e| Error::io("sync_data", &temp, e))
+    })();
+    if let Err(e) = staged {
+        let _ = fs.remove_file(&temp);
+        output.discard();
+        return Err(e);
+    }
+    let path = dir.join(swap::SWAP_NAME);
+    fs.rename(&temp, &path).map_err(|e| poison_io("rename", &temp, e))?;
+    fs.sync_dir(dir).map_err(|e| poison_io("sync_dir", dir, e))?;
+    swap::apply(fs, dir, record).map_err(|e| shared.poison(e))?;
+    let mut segments = Vec::with_capacity(output.written.len());
+    for written in output.written {
+        let sealed = Sealed::built(written.summary, written.entries);
+        sealed.set_clean_info(CleanInfo { filter: written.filter, runs: written.runs });
+        let path = dir.join(log_name(written.base));
+        segments.push(Arc::new(Segment::sealed(written.base, path, written.file, sealed)));
+    }
+    Ok(segments)
+}
+
+fn sealed_of(segment: &Segment) -> Result<&Sealed> {
+    segment.sealed_info().ok_or_else(|| {
+        Error::io(
+            "compact",
+            &segment.path,
+            std::io::Error::other("an active segment among the compacted ones"),
+        )
+    })
+}
+
+fn summary_of(segment: &Segment) -> crate::index::Summary {
+    segment.sealed_info().map_or_else(|| crate::index::Summary::empty(segment.base), |s| s.summary)
+}
+
+/// Calls `f` with every record of a sealed segment, in order, until it returns `false`.
+/// Returns the bytes read.
+fn for_each_record(segment: &Segment, mut f: impl FnMut(u64, RecordView<'_>) -> bool) -> Result<u64> {
+    let sealed = sealed_of(segment)?;
+    let data = segment.data(sealed)?;
+    let end = sealed.summary.segment_bytes;
+    let bytes = data.get(..end as usize).unwrap_or_default();
+    let mut position = 0u64;
+    let mut expected = segment.base;
+    while position < end {
+        let rest = bytes.get(position as usize..).unwrap_or_default();
+        let info: BatchInfo =
+            batch::check(rest, expected).map_err(|kind| Error::corruption(&segment.path, position, kind))?;
+        let batch = rest.get(..info.len()).unwrap_or_default();
+        for record in batch::Records::new(batch, &info) {
+            let record = record.map_err(|kind| Error::corruption(&segment.path, position, kind))?;
+            if !f(record.offset, record) {
+                return Ok(position + info.length as u64);
+            }
+        }
+        position += info.length as u64;
+        expected = info.next_offset();
+    }
+    if expected != sealed.summary.next_offset {
+        let kind = CorruptionKind::OffsetMismatch { expected: sealed.summary.next_offset, found: expected };
+        return Err(Error::corruption(&segment.path, end, kind));
+    }
+    Ok(end)
+}
+
+/// Tells `listener` where every record of a new segment is.
+fn report_moves(segment: &Segment, listener: &dyn CompactionListener) -> Result<()> {
+    let sealed = sealed_of(segment)?;
+    let data = segment.data(sealed)?;
+    let end = sealed.summary.segment_bytes;
+    let mut position = 0u64;
+    let mut expected = segment.base;
+    while position < end {
+        let rest = data.get(position as usize..end as usize).unwrap_or_default();
+        let info =
+            batch::check(rest, expected).map_err(|kind| Error::corruption(&segment.path, position, kind))?;
+        for record in batch::Records::new(rest.get(..info.len()).unwrap_or_default(), &info) {
+            let record = record.map_err(|kind| Error::corruption(&segment.path, position, kind))?;
+            listener.record_moved(&RecordMove {
+                key: record.key,
+                offset: record.offset,
+                segment_base: segment.base,
+                batch_position: position,
+            });
+        }
+        position += info.length as u64;
+        expected = info.next_offset();
+    }
+    Ok(())
+}
+
+impl CleanInfo {
+    /// When compaction first saw the record at `offset`.
+    pub(crate) fn seen_at(&self, offset: u64) -> i64 {
+        let at = self.runs.partition_point(|r| r.offset <= offset);
+        at.checked_sub(1)
+            .and_then(|i| self.runs.get(i))
+            .or(self.runs.first())
+            .map_or(i64::MIN, |r: &SeenRun| r.seen_ms)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn small_neighbours_join_a_rewrite_and_lone_untouched_ones_stay() {
+        let (t, f) = (true, false);
+        // needed, small → included
+        assert_eq!(include_neighbours(&[f, t, f], &[t, f, t]), [t, t, t]);
+        assert_eq!(include_neighbours(&[f, f, t, f], &[t, f, f, f]), [f, f, t, f]);
+        assert_eq!(include_neighbours(&[f, f, f], &[t, t, f]), [t, t, f]);
+        assert_eq!(include_neighbours(&[f, f, f], &[t, f, t]), [f, f, f]);
+    }
+
+    #[test]
+    fn seen_runs_answer_by_offset() {
+        let info = CleanInfo {
+            filter: crate::filter::KeyFilter::with_capacity(1),
+            runs: vec![SeenRun { offset: 10, seen_ms: 100 }, SeenRun { offset: 50, seen_ms: 200 }],
+        };
+        assert_eq!(info.seen_at(10), 100);
+        assert_eq!(info.seen_at(49), 100);
+        assert_eq!(info.seen_at(50), 200);
+        assert_eq!(info.seen_at(5), 100);
+    }
+}
