@@ -13,12 +13,19 @@ const HASHES: u32 = 7;
 const HEADER_LEN: usize = 8;
 
 /// The 64-bit hash of a key used by the filter and by compaction's key map: CRC32C of the key in
-/// the high half, CRC32C of the key after a fixed seed in the low half. Stable across builds
-/// (it is stored through the filter).
+/// the high half and CRC32C of the key after a fixed seed in the low half (hardware-fast), then
+/// the MurmurHash3 finalizer, since CRCs of similar keys differ in correlated bits (without it,
+/// keys like `key-00001`, `key-00002` gave filters ten times the designed false positives).
+/// Stable across builds: it is stored through the filter.
 pub(crate) fn key_hash(key: &[u8]) -> u64 {
     let high = crc32c::crc32c(key);
     let low = crc32c::crc32c_append(0x9E37_79B9, key);
-    (u64::from(high) << 32) | u64::from(low)
+    let mut h = (u64::from(high) << 32) | u64::from(low);
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xFF51_AFD7_ED55_8CCD);
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xC4CE_B9FE_1A85_EC53);
+    h ^ (h >> 33)
 }
 
 /// A filter being built or read: `words` of bits probed `hashes` times per key.
@@ -114,5 +121,25 @@ mod tests {
         let mut no_probes = filter.clone();
         no_probes[..4].copy_from_slice(&0u32.to_le_bytes());
         assert!(KeyFilter::decode(&no_probes).is_none());
+    }
+
+    #[test]
+    fn keys_that_differ_in_a_few_characters_get_the_designed_false_positive_rate() {
+        // Small filters of numbered keys, probed with the keys of the other filters: the case of
+        // compaction asking clean segments about keys written since.
+        let (mut false_positives, mut probes) = (0, 0);
+        for segment in 0..40u32 {
+            let mut filter = KeyFilter::with_capacity(50);
+            for i in segment * 50..segment * 50 + 50 {
+                filter.insert(key_hash(format!("key-{i:05}").as_bytes()));
+            }
+            for i in (0..2000u32).filter(|i| i / 50 != segment) {
+                probes += 1;
+                false_positives +=
+                    usize::from(filter.may_contain(key_hash(format!("key-{i:05}").as_bytes())));
+            }
+        }
+        // About 0.8% by design; 10% with an unmixed CRC hash.
+        assert!(false_positives * 50 < probes, "{false_positives} false positives in {probes}");
     }
 }

@@ -41,23 +41,28 @@ mod filter;
 mod group_commit;
 mod index;
 mod log;
+mod maintenance;
 #[doc(hidden)]
 pub mod mutants;
 mod options;
 mod reader;
 mod record;
 mod recovery;
+mod retention;
 mod segment;
 mod segment_list;
 mod sync;
 mod watermark;
 
 pub use compaction::{
-    Blocked, CompactOptions, CompactionListener, CompactionReport, DeleteHorizon, RecordMove,
+    Blocked, CompactOptions, CompactionBacklog, CompactionListener, CompactionReport, DeleteHorizon,
+    RecordMove,
 };
 pub use error::{CorruptionKind, Error, Result};
 pub use log::Log;
+pub use maintenance::{CompactionLimit, CompactionPolicy, Listener, Maintenance, MaintenanceStatus};
 pub use options::LogOptions;
 pub use reader::{BatchRecords, BatchView, OwnedRecords, ReadLimit, Reader};
 pub use record::{OwnedRecord, Record, RecordView};
 pub use recovery::{RecoveryReport, TailCut};
+pub use retention::{Retention, RetentionReport};

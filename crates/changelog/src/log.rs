@@ -14,15 +14,17 @@ use std::time::Instant;
 use cairn_fs::{File, FileLock, Fs, OpenMode};
 
 use crate::batch::{self, OpenBatch};
-use crate::compaction::{self, CompactOptions, CompactionListener, CompactionReport};
+use crate::compaction::{self, CompactOptions, CompactionBacklog, CompactionListener, CompactionReport};
 use crate::error::{Error, Result};
 use crate::group_commit::{CommitError, GroupCommit};
 use crate::index::{Entry, Summary};
+use crate::maintenance::{Control, MaintenanceStatus, Worker};
 use crate::mutants;
 use crate::options::LogOptions;
 use crate::reader::{ReadLimit, Reader};
 use crate::record::Record;
 use crate::recovery::{self, RecoveryReport};
+use crate::retention::{self, Retention, RetentionReport};
 use crate::segment::{FileScan, Segment, Stats, Step, TEMP_SUFFIX, index_name, log_name, scan_file};
 use crate::sync::{AtomicBool, AtomicU64, Mutex, Ordering, lock};
 use crate::watermark::Watermark;
@@ -61,6 +63,8 @@ use crate::watermark::Watermark;
 pub struct Log {
     shared: Arc<Shared>,
     report: RecoveryReport,
+    /// The maintenance thread, if the options asked for one; stopped by close and drop.
+    worker: std::sync::Mutex<Option<Worker>>,
 }
 
 /// State shared by the log handle and its readers.
@@ -83,6 +87,8 @@ pub(crate) struct Shared {
     truncated_at: Mutex<Vec<u64>>,
     /// Held by compaction, retention and truncation: one at a time changes sealed segments.
     pub(crate) maintenance: Mutex<()>,
+    /// Shared with the maintenance thread: its limit, requests and status.
+    pub(crate) control: Arc<Control>,
     poisoned: AtomicBool,
     poison_cause: OnceLock<Arc<Error>>,
     /// Held until the log and every reader of it are dropped: a reader may map a sealed
@@ -168,11 +174,17 @@ impl Log {
             truncations: AtomicU64::new(0),
             truncated_at: Mutex::new(Vec::new()),
             maintenance: Mutex::new(()),
+            control: Arc::new(Control::default()),
             poisoned: AtomicBool::new(false),
             poison_cause: OnceLock::new(),
             _lock: recovered.lock,
         };
-        Ok(Log { shared: Arc::new(shared), report: recovered.report })
+        let shared = Arc::new(shared);
+        let worker = match shared.options.maintenance.clone() {
+            Some(config) => Some(Worker::start(Arc::clone(&shared), Arc::clone(&shared.control), config)?),
+            None => None,
+        };
+        Ok(Log { shared, report: recovered.report, worker: std::sync::Mutex::new(worker) })
     }
 
     /// What opening the log found and did.
@@ -333,6 +345,51 @@ impl Log {
     }
 }
 
+impl Log {
+    /// Deletes old sealed segments as `retention` says (see [`Retention`]): the oldest first,
+    /// while the log is larger than [`Retention::bytes_max`] or their newest record is older
+    /// than [`Retention::age_max`]; never the active segment or one not yet durable. Readers
+    /// reading a deleted segment finish it; new readers start at the new first offset.
+    ///
+    /// # Errors
+    /// [`Error::Io`] if a removal or directory sync fails, which poisons the log;
+    /// [`Error::Poisoned`] or [`Error::Closed`].
+    pub fn apply_retention(&self, retention: &Retention) -> Result<RetentionReport> {
+        retention::run(&self.shared, retention)
+    }
+
+    /// How much of the log below `limit` is clean and how much dirty, for a pass with `options`
+    /// (from the segments' summaries, without reading them).
+    pub fn compaction_backlog(&self, limit: u64, options: &CompactOptions) -> CompactionBacklog {
+        compaction::backlog(&self.shared, limit, options)
+    }
+
+    /// Sets the limit offset of background compaction (with [`CompactionLimit::Explicit`]):
+    /// a task runtime passes its last checkpointed changelog offset.
+    ///
+    /// [`CompactionLimit::Explicit`]: crate::CompactionLimit::Explicit
+    pub fn set_compaction_limit(&self, offset: u64) {
+        self.shared.control.set_limit(offset);
+    }
+
+    /// Asks the maintenance thread for a compaction pass now, whatever the dirty share.
+    pub fn request_compaction(&self) {
+        self.shared.control.request();
+    }
+
+    /// What the maintenance thread has done (all zero without one).
+    pub fn maintenance_status(&self) -> MaintenanceStatus {
+        self.shared.control.status()
+    }
+
+    fn stop_worker(&self) {
+        let worker = self.worker.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take();
+        if let Some(mut worker) = worker {
+            worker.stop();
+        }
+    }
+}
+
 impl Shared {
     /// [`Log::sync`].
     pub(crate) fn sync(&self) -> Result<u64> {
@@ -364,6 +421,10 @@ impl Shared {
             Err(CommitError::Sync(e)) => Err(e),
             Err(CommitError::Failed) => Err(shared.poisoned_error()),
         }
+    }
+
+    pub(crate) fn is_poisoned(&self) -> bool {
+        self.poisoned.load(Ordering::Acquire)
     }
 
     /// Fails if the log is poisoned or closed.
@@ -458,6 +519,7 @@ impl Log {
     /// # Errors
     /// [`Error::Io`] if the final write or fsync fails (poisoning the log); [`Error::Poisoned`].
     pub fn close(&self) -> Result<()> {
+        self.stop_worker();
         let shared = &*self.shared;
         let result = shared.commit.exclusive(|| {
             let _guard = PoisonOnPanic(shared);
@@ -486,6 +548,7 @@ impl Drop for Log {
     /// Writes buffered records to the file, best effort and without fsync; use
     /// [`Log::close`] to learn of errors.
     fn drop(&mut self) {
+        self.stop_worker();
         let mut w = lock(&self.shared.writer);
         if !w.closed && self.shared.check_usable(&w).is_ok() {
             let _ = self.shared.write_out(&mut w);
@@ -738,7 +801,7 @@ impl Shared {
     }
 
     /// Removes a whole segment (and its index), durably, before anything before it changes.
-    fn remove_segment(&self, segment: &Segment) -> Result<()> {
+    pub(crate) fn remove_segment(&self, segment: &Segment) -> Result<()> {
         self.remove_if_present(&self.dir.join(index_name(segment.base)))?;
         self.fs.remove_file(&segment.path).map_err(|e| self.poison(Error::io("remove", &segment.path, e)))?;
         // One directory sync per segment: removals that became durable out of order could leave

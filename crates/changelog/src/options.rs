@@ -1,6 +1,7 @@
 //! How a log is opened and runs.
 
 use crate::error::{Error, Result};
+use crate::maintenance::Maintenance;
 
 /// Options of a [`Log`](crate::Log). Start from [`LogOptions::default`] and change fields.
 ///
@@ -35,6 +36,9 @@ pub struct LogOptions {
     /// Recovery: check every batch of every sealed segment on open, instead of trusting their
     /// index headers (batches are always checked when read). Default `false`.
     pub verify_on_open: bool,
+    /// A background thread that compacts and applies retention (see [`Maintenance`]), started
+    /// by [`Log::open`](crate::Log::open) and stopped by close or drop. Default `None`.
+    pub maintenance: Option<Maintenance>,
 }
 
 impl Default for LogOptions {
@@ -47,6 +51,7 @@ impl Default for LogOptions {
             batch_bytes_max: 16 << 20,
             known_durable_end: None,
             verify_on_open: false,
+            maintenance: None,
         }
     }
 }

@@ -138,3 +138,89 @@ fn a_reader_after_a_truncation_reads_the_new_records_not_its_buffer() {
         );
     }
 }
+
+/// The key of the record at `offset` in the compaction workload: 64 keys, written in turn.
+fn compaction_key(offset: u64) -> [u8; 8] {
+    (offset % 64).to_be_bytes()
+}
+
+/// Reads from 0 to the end and checks what compaction promises a reader: records in offset
+/// order, each the one appended at its offset, and for every key its latest record below where
+/// the reader stopped. Returns where it stopped.
+fn read_compacting(log: &Log) -> Result<u64, Error> {
+    let mut reader = log.reader(0)?;
+    let mut last_of_key = [None::<u64>; 64];
+    let mut previous = None;
+    while let Some(batch) = reader.next_batch()? {
+        for record in batch.records() {
+            let record = record?;
+            assert!(previous.is_none_or(|p| record.offset > p), "offsets out of order at {}", record.offset);
+            previous = Some(record.offset);
+            assert_eq!(record.key, compaction_key(record.offset), "key of another offset");
+            assert_eq!(record.value, Some(&value_for(record.offset, 0)[..]), "value of another offset");
+            last_of_key[(record.offset % 64) as usize] = Some(record.offset);
+        }
+    }
+    let end = reader.position();
+    for (key, last) in last_of_key.iter().enumerate() {
+        // The latest record of the key below `end`: written at the last offset ≡ key (mod 64).
+        let latest = (end > key as u64).then(|| end - 1 - (end - 1 - key as u64) % 64);
+        assert_eq!(*last, latest, "key {key}: the latest record below {end} is missing");
+    }
+    Ok(end)
+}
+
+fn run_with_compaction(fs: Arc<dyn Fs>, dir: &std::path::Path, records: u64) {
+    let mut options = small_options();
+    options.segment_bytes_max = 8192;
+    let log = Arc::new(Log::open(fs, dir, options).unwrap());
+    let done = AtomicBool::new(false);
+    let passes = AtomicU64::new(0);
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            for offset in 0..records {
+                log.append(Record::new(&compaction_key(offset), Some(&value_for(offset, 0)), 0)).unwrap();
+                if offset % 97 == 0 {
+                    log.sync().unwrap();
+                }
+            }
+            log.sync().unwrap();
+            done.store(true, Ordering::Release);
+        });
+        s.spawn(|| {
+            let mut options = cairn_changelog::CompactOptions::default();
+            options.roll_active_bytes_min = Some(2048);
+            options.merge_below_bytes = Some(4096);
+            while !done.load(Ordering::Acquire) {
+                log.compact(log.durable_offset(), &options).unwrap();
+                passes.fetch_add(1, Ordering::Relaxed);
+            }
+            log.compact(log.durable_offset(), &options).unwrap();
+        });
+        for _ in 0..2 {
+            s.spawn(|| {
+                let mut reads = 0;
+                while !done.load(Ordering::Acquire) || reads < 3 {
+                    read_compacting(&log).unwrap();
+                    reads += 1;
+                }
+            });
+        }
+    });
+    eprintln!("{} passes beside the appends", passes.load(Ordering::Relaxed));
+    assert!(passes.load(Ordering::Relaxed) > 3, "too few passes ran beside the appends");
+    let end = read_compacting(&log).unwrap();
+    assert_eq!(end, records);
+    assert!(common::read_from(&log, 0).len() < 64 * 20, "the log was hardly compacted");
+}
+
+#[test]
+fn readers_and_appends_beside_repeated_compactions_on_real_files() {
+    let dir = TempDir::new("concurrent-compaction");
+    run_with_compaction(Arc::new(RealFs::new()), &dir.path.join("log"), 60_000);
+}
+
+#[test]
+fn readers_and_appends_beside_repeated_compactions_on_the_simulator() {
+    run_with_compaction(Arc::new(SimFs::new(3)), "/log".as_ref(), 30_000);
+}

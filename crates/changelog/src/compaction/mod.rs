@@ -207,6 +207,56 @@ pub struct CompactionReport {
     pub blocked: Vec<Blocked>,
 }
 
+/// How much of a log below a limit offset is clean and how much dirty (from the segments'
+/// summaries, without reading them): what a pass would have to do.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct CompactionBacklog {
+    /// The limit used: the one asked for, or the durable end if lower.
+    pub limit: u64,
+    /// Bytes of clean segments below the limit.
+    pub clean_bytes: u64,
+    /// Bytes of dirty segments below the limit (counting the active segment when a pass would
+    /// seal it).
+    pub dirty_bytes: u64,
+    /// Clean segments below the limit holding tombstones whose delete horizon has passed.
+    pub expired_segments: usize,
+}
+
+/// The backlog of a pass at `limit` with `options`.
+pub(crate) fn backlog(shared: &Shared, limit: u64, options: &CompactOptions) -> CompactionBacklog {
+    let now = options.now_ms.unwrap_or_else(now_ms);
+    let list = shared.segments();
+    let mut backlog =
+        CompactionBacklog { limit: limit.min(shared.commit.durable()), ..CompactionBacklog::default() };
+    let Some((active, sealed)) = list.split_last() else { return backlog };
+    for segment in sealed {
+        let summary = summary_of(segment);
+        if summary.next_offset > backlog.limit {
+            break;
+        }
+        match summary.cleaned_ms {
+            None => backlog.dirty_bytes += summary.segment_bytes,
+            Some(cleaned) => {
+                backlog.clean_bytes += summary.segment_bytes;
+                // The cleaning time bounds the first-seen times from above: never early.
+                let expires = options.delete_horizon.droppable_at(summary.min_tombstone_ts, cleaned);
+                if summary.tombstones > 0 && expires <= now {
+                    backlog.expired_segments += 1;
+                }
+            }
+        }
+    }
+    let active_bytes = active.published.load();
+    if options.roll_active_bytes_min.is_some_and(|min| active_bytes >= min.max(1))
+        && shared.end.load() <= limit
+        && shared.commit.durable() >= shared.end.load()
+    {
+        backlog.dirty_bytes += active_bytes;
+    }
+    backlog
+}
+
 /// Where a record that survived a pass now lives.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
