@@ -86,6 +86,20 @@ const ROWS: &[Row] = &[
         unit: Unit::BytesPerSec,
         target: ">= 0.50 of raw",
     },
+    Row {
+        label: "compaction, 10% of records overwrite (input MB/s)",
+        bench: "compaction/log_10pct",
+        baseline: "compaction/raw_10pct",
+        unit: Unit::BytesPerSec,
+        target: ">= 400 MB/s",
+    },
+    Row {
+        label: "compaction, 90% of records overwrite (input MB/s)",
+        bench: "compaction/log_90pct",
+        baseline: "compaction/raw_90pct",
+        unit: Unit::BytesPerSec,
+        target: ">= 400 MB/s",
+    },
 ];
 
 /// What criterion stored for one bench: the median time per iteration and the throughput.
@@ -162,12 +176,33 @@ pub(crate) fn run(quick: bool) -> Result {
         );
     }
     latency_rows(&mut table)?;
+    compaction_latency_rows(&mut table)?;
     println!("\n{table}");
     let out = root().join("target/bench");
     std::fs::create_dir_all(&out).map_err(|e| format!("{}: {e}", out.display()))?;
     let path = out.join("report.md");
     std::fs::write(&path, &table).map_err(|e| format!("{}: {e}", path.display()))?;
     println!("written to {}", path.display());
+    Ok(())
+}
+
+/// Rows for append + sync latency while a compaction pass runs, against idle, from the direct
+/// pass of `benches/compaction.rs`.
+fn compaction_latency_rows(table: &mut String) -> Result {
+    let path = root().join("target/bench/compaction-latency.json");
+    let text = std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let json: Value = serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+    for (label, key, target) in [("p50", "p50_us", ""), ("p99", "p99_us", "<= 2x idle")] {
+        let busy = json["compacting"][key].as_f64().ok_or(format!("{}: no {key}", path.display()))?;
+        let idle = json["idle"][key].as_f64().ok_or(format!("{}: no idle {key}", path.display()))?;
+        let _ = writeln!(
+            table,
+            "| append + sync {label} during compaction ({} ops) | {busy:.0} µs | {idle:.0} µs (idle, {} ops) | {:.2} | {target} |",
+            json["compacting"]["ops"],
+            json["idle"]["ops"],
+            busy / idle
+        );
+    }
     Ok(())
 }
 

@@ -152,6 +152,17 @@ pub(crate) fn check_header(bytes: &[u8]) -> Result<BatchInfo, CorruptionKind> {
 /// Fully validates the batch at the start of `bytes`: header, checksum, that it starts at
 /// `expected_offset`, and that its records parse to exactly its length and count.
 pub(crate) fn check(bytes: &[u8], expected_offset: u64) -> Result<BatchInfo, CorruptionKind> {
+    check_each(bytes, expected_offset, |_| true)
+}
+
+/// [`check`], handing every record to `each` as it is parsed (so that a caller reads each
+/// record once); `each` returning `false` stops the check there, with the counts so far. On an
+/// error, `each` may have seen records of the batch before the bad one.
+pub(crate) fn check_each<'a>(
+    bytes: &'a [u8],
+    expected_offset: u64,
+    mut each: impl FnMut(RecordView<'a>) -> bool,
+) -> Result<BatchInfo, CorruptionKind> {
     let info = check_header(bytes)?;
     if info.base_offset != expected_offset {
         return Err(CorruptionKind::OffsetMismatch { expected: expected_offset, found: info.base_offset });
@@ -171,11 +182,13 @@ pub(crate) fn check(bytes: &[u8], expected_offset: u64) -> Result<BatchInfo, Cor
     let mut info = info;
     let mut records = Records::new(bytes.get(..info.len()).unwrap_or_default(), &info);
     for _ in 0..info.count {
-        if let Some(record) = records.next().transpose()?
-            && record.value.is_none()
-        {
+        let Some(record) = records.next().transpose()? else { break };
+        if record.value.is_none() {
             info.tombstones += 1;
             info.min_tombstone_ts = info.min_tombstone_ts.min(record.timestamp_ms);
+        }
+        if !each(record) {
+            return Ok(info);
         }
     }
     if !records.body.is_empty() || records.index != info.count {

@@ -42,18 +42,19 @@ impl KeyFilter {
         KeyFilter { hashes: HASHES, words: vec![0; bits.div_ceil(64) as usize] }
     }
 
-    fn probes(&self, hash: u64) -> impl Iterator<Item = (usize, u64)> + '_ {
-        let bits = self.words.len() as u64 * 64;
-        let (h1, h2) = (hash >> 32, hash | 1);
+    /// The bits probed for `hash`: `h1 + i × h2` (wrapping) for the `i`-th probe, scaled to the
+    /// filter's bits by a multiplication (Lemire's reduction), not a division.
+    fn probes(&self, hash: u64) -> impl Iterator<Item = (usize, u64)> + use<> {
+        let bits = u128::from(self.words.len() as u64 * 64);
+        let (h1, h2) = (hash, hash.rotate_left(32) | 1);
         (0..u64::from(self.hashes)).map(move |i| {
-            let bit = h1.wrapping_add(i.wrapping_mul(h2)) % bits.max(1);
+            let bit = ((u128::from(h1.wrapping_add(i.wrapping_mul(h2))) * bits) >> 64) as u64;
             ((bit / 64) as usize, 1u64 << (bit % 64))
         })
     }
 
     pub(crate) fn insert(&mut self, hash: u64) {
-        let probes: Vec<_> = self.probes(hash).collect();
-        for (word, mask) in probes {
+        for (word, mask) in self.probes(hash) {
             if let Some(w) = self.words.get_mut(word) {
                 *w |= mask;
             }

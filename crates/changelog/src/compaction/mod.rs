@@ -366,17 +366,30 @@ pub(crate) fn run(
     // 1. The key map, over as many whole dirty segments as it holds.
     let fs = shared.fs.as_ref();
     let interval = shared.options.index_interval_bytes;
-    let mut map = KeyMap::new(options.key_map_bytes_max, options.collide_keys);
+    let dirty_records = dirty.iter().map(|s| summary_of(s).record_count).sum();
+    // Slots for as many keys as the first dirty segment has records, to start with.
+    let first_records = dirty.first().map_or(0, |s| summary_of(s).record_count);
+    let mut map = KeyMap::new(options.key_map_bytes_max, dirty_records, first_records, options.collide_keys);
     let mut processed = 0;
     for segment in dirty {
         if cancel() {
             return Err(Error::Closed);
         }
         let mut fits = true;
-        report.bytes_read += for_each_record(segment, |offset, record| {
-            fits = map.insert(record.key, offset);
-            fits
+        let mut hashes = Vec::new();
+        let read = for_each_batch(segment, |records| {
+            hashes.clear();
+            hashes.extend(records.iter().map(|r| map.hash(r.key)));
+            map.touch(hashes.iter().copied());
+            for (record, hash) in records.iter().zip(&hashes) {
+                if map.insert_hashed(record.key, *hash, record.offset).is_none() {
+                    fits = false;
+                    return false;
+                }
+            }
+            true
         })?;
+        report.bytes_read += read;
         if !fits {
             break;
         }
@@ -393,7 +406,7 @@ pub(crate) fn run(
 
     // 2. What gains something.
     let horizon = options.delete_horizon;
-    let probes: Vec<u64> = map.keys().map(key_hash).collect();
+    let probes: Vec<u64> = map.filter_hashes().collect();
     let mut pending = Pending::default();
     let mut roles = Vec::with_capacity(candidates.len());
     let mut needed = Vec::with_capacity(candidates.len());
@@ -451,6 +464,8 @@ pub(crate) fn run(
     };
     let mut output = Output::new(fs, &shared.dir, shape);
     let mut runs: Vec<(u64, u64)> = Vec::new();
+    // The dirty records are read again in the order the map saw them.
+    let mut nth_dirty = 0;
     let written = (|| -> Result<()> {
         let mut i = first;
         while i <= last {
@@ -479,38 +494,48 @@ pub(crate) fn run(
                     Role::Clean => report.clean_segments_rewritten += 1,
                 }
                 let mut failed = None;
-                report.bytes_read += for_each_record(segment, |offset, record| {
-                    let superseded = match role {
-                        Role::Dirty => map.get(record.key).is_some_and(|latest| latest != offset),
-                        Role::Clean => map.get(record.key).is_some(),
-                    };
-                    let seen = match (&info, role) {
-                        (Some(info), Role::Clean) => info.seen_at(offset),
-                        _ => now,
-                    };
-                    let keep = if superseded {
-                        false
-                    } else if record.value.is_none() {
-                        let at = horizon.droppable_at(record.timestamp_ms, seen);
-                        if at > now {
-                            pending.add(1, at);
-                        }
-                        at > now
-                    } else {
-                        true
-                    };
-                    if !keep {
-                        report.tombstones_dropped += u64::from(record.value.is_none());
-                        return true;
+                let read = for_each_batch(segment, |records| {
+                    if role == Role::Dirty {
+                        map.touch_records(nth_dirty, records.len());
                     }
-                    match output.push(offset, &record, seen) {
-                        Ok(()) => true,
-                        Err(e) => {
-                            failed = Some(e);
+                    for record in records {
+                        let offset = record.offset;
+                        let (superseded, hash) = match role {
+                            Role::Dirty => {
+                                let (latest, hash) = map.nth_record(nth_dirty).unwrap_or((offset, 0));
+                                nth_dirty += 1;
+                                let hash = if options.collide_keys { key_hash(record.key) } else { hash };
+                                (latest != offset, hash)
+                            }
+                            Role::Clean => (map.get(record.key).is_some(), key_hash(record.key)),
+                        };
+                        let seen = match (&info, role) {
+                            (Some(info), Role::Clean) => info.seen_at(offset),
+                            _ => now,
+                        };
+                        let keep = if superseded {
                             false
+                        } else if record.value.is_none() {
+                            let at = horizon.droppable_at(record.timestamp_ms, seen);
+                            if at > now {
+                                pending.add(1, at);
+                            }
+                            at > now
+                        } else {
+                            true
+                        };
+                        if !keep {
+                            report.tombstones_dropped += u64::from(record.value.is_none());
+                            continue;
+                        }
+                        if let Err(e) = output.push(offset, record, hash, seen) {
+                            failed = Some(e);
+                            return false;
                         }
                     }
+                    true
                 })?;
+                report.bytes_read += read;
                 if let Some(e) = failed {
                     return Err(e);
                 }
@@ -671,27 +696,28 @@ fn summary_of(segment: &Segment) -> crate::index::Summary {
     segment.sealed_info().map_or_else(|| crate::index::Summary::empty(segment.base), |s| s.summary)
 }
 
-/// Calls `f` with every record of a sealed segment, in order, until it returns `false`.
-/// Returns the bytes read.
-fn for_each_record(segment: &Segment, mut f: impl FnMut(u64, RecordView<'_>) -> bool) -> Result<u64> {
+/// Calls `f` with the records of each batch of a sealed segment, in order, until it returns
+/// `false`. Returns the bytes read.
+fn for_each_batch(segment: &Segment, mut f: impl FnMut(&[RecordView<'_>]) -> bool) -> Result<u64> {
     let sealed = sealed_of(segment)?;
     let data = segment.data(sealed)?;
     let end = sealed.summary.segment_bytes;
     let bytes = data.get(..end as usize).unwrap_or_default();
     let mut position = 0u64;
     let mut expected = segment.base;
+    let mut records = Vec::new();
     while position < end {
         let rest = bytes.get(position as usize..).unwrap_or_default();
-        let info: BatchInfo =
-            batch::check(rest, expected).map_err(|kind| Error::corruption(&segment.path, position, kind))?;
-        let batch = rest.get(..info.len()).unwrap_or_default();
-        for record in batch::Records::new(batch, &info) {
-            let record = record.map_err(|kind| Error::corruption(&segment.path, position, kind))?;
-            if !f(record.offset, record) {
-                return Ok(position + info.length as u64);
-            }
-        }
+        records.clear();
+        let info: BatchInfo = batch::check_each(rest, expected, |record| {
+            records.push(record);
+            true
+        })
+        .map_err(|kind| Error::corruption(&segment.path, position, kind))?;
         position += info.length as u64;
+        if !f(&records) {
+            return Ok(position);
+        }
         expected = info.next_offset();
     }
     if expected != sealed.summary.next_offset {

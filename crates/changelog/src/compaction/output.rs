@@ -9,7 +9,7 @@ use cairn_fs::{File, Fs, OpenMode};
 
 use crate::batch::{BatchInfo, SparseBatch};
 use crate::error::{Error, Result};
-use crate::filter::{KeyFilter, key_hash};
+use crate::filter::KeyFilter;
 use crate::index::{Entry, SeenRun, Summary};
 use crate::mutants;
 use crate::record::{Record, RecordView};
@@ -39,9 +39,9 @@ struct Current {
     base: u64,
     path: PathBuf,
     file: Box<dyn File>,
-    /// Bytes not yet written to the file.
-    pending: Vec<u8>,
-    /// Bytes of the segment so far (written and pending).
+    /// Bytes of the segment written to its file.
+    written: u64,
+    /// Bytes of the segment so far (written, and sealed batches in `Output::buf`).
     len: u64,
     next_offset: u64,
     entries: Vec<Entry>,
@@ -72,8 +72,11 @@ pub(crate) struct Output<'a> {
     /// Every file created, finished or not (removed if the pass fails).
     pub(crate) created: Vec<PathBuf>,
     current: Option<Current>,
+    /// The current segment's sealed batches not yet written, then the open batch.
     buf: Vec<u8>,
     batch: Option<SparseBatch>,
+    /// Where the open (or just sealed) batch starts in `buf`.
+    batch_start: usize,
     /// Key hashes and first-seen runs of the open batch.
     batch_hashes: Vec<u64>,
     batch_runs: Vec<SeenRun>,
@@ -91,8 +94,9 @@ impl<'a> Output<'a> {
             written: Vec::new(),
             created: Vec::new(),
             current: None,
-            buf: Vec::new(),
+            buf: Vec::with_capacity(WRITE_CHUNK + (64 << 10)),
             batch: None,
+            batch_start: 0,
             batch_hashes: Vec::new(),
             batch_runs: Vec::new(),
             covered: 0,
@@ -109,8 +113,15 @@ impl<'a> Output<'a> {
         self.covered = base;
     }
 
-    /// Adds a surviving record at `offset`, first seen by compaction at `seen_ms`.
-    pub(crate) fn push(&mut self, offset: u64, record: &RecordView<'_>, seen_ms: i64) -> Result<()> {
+    /// Adds a surviving record at `offset`, whose key hashes to `hash` (`filter::key_hash`), first
+    /// seen by compaction at `seen_ms`.
+    pub(crate) fn push(
+        &mut self,
+        offset: u64,
+        record: &RecordView<'_>,
+        hash: u64,
+        seen_ms: i64,
+    ) -> Result<()> {
         let record = Record { key: record.key, value: record.value, timestamp_ms: record.timestamp_ms };
         // An open batch holds at least one record; it ends where the next one starts.
         if let Some(batch) = &self.batch {
@@ -125,12 +136,12 @@ impl<'a> Output<'a> {
             while offset - self.covered >= MAX_SPAN {
                 self.empty_batch(self.covered + MAX_SPAN)?;
             }
-            self.batch = Some(SparseBatch::begin(&mut self.buf, self.covered));
+            self.begin_batch();
         }
         if let Some(batch) = self.batch.as_mut() {
             batch.push(&mut self.buf, &record, offset);
         }
-        self.batch_hashes.push(key_hash(record.key));
+        self.batch_hashes.push(hash);
         if self.batch_runs.last().is_none_or(|r| r.seen_ms != seen_ms) {
             self.batch_runs.push(SeenRun { offset, seen_ms });
         }
@@ -146,14 +157,21 @@ impl<'a> Output<'a> {
         while self.covered < end {
             self.empty_batch(end.min(self.covered + MAX_SPAN))?;
         }
+        self.write_out(self.buf.len())?;
         self.finish_segment()
     }
 
     /// Emits a batch with no record covering `[covered, end)`: offsets whose records were all
     /// dropped.
     fn empty_batch(&mut self, end: u64) -> Result<()> {
-        self.batch = Some(SparseBatch::begin(&mut self.buf, self.covered));
+        self.begin_batch();
         self.seal_batch(end)
+    }
+
+    /// Opens a batch from `covered` at the end of `buf`.
+    fn begin_batch(&mut self) {
+        self.batch_start = self.buf.len();
+        self.batch = Some(SparseBatch::begin(&mut self.buf, self.covered));
     }
 
     /// Seals the open batch to cover up to `end` and adds it to the current segment.
@@ -161,21 +179,22 @@ impl<'a> Output<'a> {
         let Some(batch) = self.batch.take() else { return Ok(()) };
         let info = batch.seal(&mut self.buf, end);
         self.covered = end;
-        let bytes = std::mem::take(&mut self.buf);
-        let result = self.emit(&info, &bytes);
-        self.buf = bytes;
-        self.buf.clear();
+        let result = self.emit(&info);
         self.batch_hashes.clear();
         self.batch_runs.clear();
         result
     }
 
-    fn emit(&mut self, info: &BatchInfo, bytes: &[u8]) -> Result<()> {
+    /// Adds the batch just sealed at `batch_start` in `buf` to the current segment, or to a new
+    /// one if it does not fit.
+    fn emit(&mut self, info: &BatchInfo) -> Result<()> {
+        let length = u64::from(info.length);
         let starts_new = self.current.as_ref().is_some_and(|c| {
-            c.len + bytes.len() as u64 > self.shape.segment_bytes_max
-                || info.next_offset() - c.base > MAX_SPAN
+            c.len + length > self.shape.segment_bytes_max || info.next_offset() - c.base > MAX_SPAN
         });
         if starts_new {
+            // The bytes before the batch end the current segment.
+            self.write_out(self.batch_start)?;
             self.finish_segment()?;
         }
         if self.current.is_none() {
@@ -187,7 +206,7 @@ impl<'a> Output<'a> {
                 base,
                 path,
                 file,
-                pending: Vec::with_capacity(WRITE_CHUNK),
+                written: 0,
                 len: 0,
                 next_offset: base,
                 entries: Vec::new(),
@@ -205,8 +224,7 @@ impl<'a> Output<'a> {
             });
             current.last_indexed = current.len;
         }
-        current.pending.extend_from_slice(bytes);
-        current.len += bytes.len() as u64;
+        current.len += length;
         current.next_offset = info.next_offset();
         current.stats.add(info);
         current.hashes.extend_from_slice(&self.batch_hashes);
@@ -217,24 +235,27 @@ impl<'a> Output<'a> {
                 current.runs.push(SeenRun { offset, seen_ms: run.seen_ms });
             }
         }
-        if current.pending.len() >= WRITE_CHUNK {
-            Self::write_pending(current, &mut self.bytes_written)?;
+        if self.buf.len() >= WRITE_CHUNK {
+            self.write_out(self.buf.len())?;
         }
         Ok(())
     }
 
-    fn write_pending(current: &mut Current, bytes_written: &mut u64) -> Result<()> {
-        let at = current.len - current.pending.len() as u64;
-        current.file.write_all_at(&current.pending, at).map_err(Self::io("write", &current.path))?;
-        *bytes_written += current.pending.len() as u64;
-        current.pending.clear();
+    /// Writes the first `upto` bytes of `buf`, the next bytes of the current segment, to its
+    /// file, and drops them from `buf`.
+    fn write_out(&mut self, upto: usize) -> Result<()> {
+        let Some(current) = self.current.as_mut() else { return Ok(()) };
+        let bytes = self.buf.get(..upto).unwrap_or_default();
+        current.file.write_all_at(bytes, current.written).map_err(Self::io("write", &current.path))?;
+        current.written += upto as u64;
+        self.bytes_written += upto as u64;
+        self.buf.drain(..upto);
         Ok(())
     }
 
-    /// Writes out and fsyncs the current segment and its index.
+    /// Fsyncs the current segment, whose bytes are all written, and writes and fsyncs its index.
     fn finish_segment(&mut self) -> Result<()> {
-        let Some(mut current) = self.current.take() else { return Ok(()) };
-        Self::write_pending(&mut current, &mut self.bytes_written)?;
+        let Some(current) = self.current.take() else { return Ok(()) };
         let skip_sync = mutants::active(mutants::COMPACTION_SKIPS_OUTPUT_SYNC);
         if !skip_sync {
             current.file.sync_data().map_err(Self::io("sync_data", &current.path))?;
