@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use cairn::changelog::{Log, LogOptions, Record};
+use cairn::changelog::{CompactOptions, Log, LogOptions, Record};
 use cairn::fs::{Fs, OpenMode, RealFs};
 
 /// What `cairn demo` was asked to do.
@@ -146,7 +146,36 @@ fn run_in(dir: &Path, options: &DemoOptions) -> DemoResult {
         expected
     );
 
-    // 3. A torn write: records appended after the last sync, then the end of the segment damaged
+    // 3. Compaction: a tenth of the keys written again, a hundredth deleted, then one pass below
+    //    the durable end keeps the latest record of every key at its offset.
+    let rewritten = options.records / 10;
+    let deleted = options.records / 100;
+    for i in 0..rewritten {
+        values.fill(options.records + i, &mut value);
+        log.append(Record::new(&key_of(i), Some(&value), 0))?;
+    }
+    for i in rewritten..rewritten + deleted {
+        log.append(Record::new(&key_of(i), None, 0))?;
+    }
+    let limit = log.sync()?;
+    let mut compact = CompactOptions::default();
+    compact.roll_active_bytes_min = Some(0);
+    let pass = log.compact(limit, &compact)?;
+    say!(
+        "compact: {:>10.0} records/s  {:>8.1} MB/s  ({:.2} s); {} -> {} records, {:.1} -> {:.1} MB, {} segments written",
+        rate(pass.records_before as f64, pass.duration),
+        rate(pass.bytes_before as f64, pass.duration) / 1e6,
+        pass.duration.as_secs_f64(),
+        pass.records_before,
+        pass.records_after,
+        pass.bytes_before as f64 / 1e6,
+        pass.bytes_after as f64 / 1e6,
+        pass.segments_written,
+    );
+    let kept = verify_compacted(&log, base, options.records, rewritten, deleted, &values)?;
+    say!("         every key reads as its latest record ({kept} records; deletes kept until their horizon)");
+
+    // 4. A torn write: records appended after the last sync, then the end of the segment damaged
     //    as a power cut can leave it. Recovery cuts the invalid tail and reports it.
     let synced_end = log.end_offset();
     for i in 0..10 {
@@ -202,6 +231,54 @@ fn verify(log: &Log, base: u64, values: &Values) -> DemoResult<u64> {
         }
     }
     Ok(expected)
+}
+
+/// Reads the compacted log from `base` and checks that every key appears once, as its latest
+/// record: keys below `rewritten` with their second value, the next `deleted` as tombstones,
+/// the rest with their first. Returns how many records it read.
+fn verify_compacted(
+    log: &Log,
+    base: u64,
+    records: u64,
+    rewritten: u64,
+    deleted: u64,
+    values: &Values,
+) -> DemoResult<u64> {
+    let mut seen = vec![false; records as usize];
+    let mut value = Vec::new();
+    let mut count = 0u64;
+    let mut reader = log.reader(base)?;
+    while let Some(batch) = reader.next_batch()? {
+        for record in batch.records() {
+            let record = record?;
+            let key = std::str::from_utf8(record.key.get(4..).unwrap_or_default())
+                .ok()
+                .and_then(|digits| digits.parse::<u64>().ok())
+                .filter(|k| *k < records)
+                .ok_or_else(|| format!("record at offset {} has a foreign key", record.offset))?;
+            let slot = seen.get_mut(key as usize).ok_or("key out of range")?;
+            if std::mem::replace(slot, true) {
+                return Err(format!("key {key} appears twice after compaction").into());
+            }
+            let expected = if key < rewritten {
+                values.fill(records + key, &mut value);
+                Some(&value[..])
+            } else if key < rewritten + deleted {
+                None
+            } else {
+                values.fill(key, &mut value);
+                Some(&value[..])
+            };
+            if record.value != expected {
+                return Err(format!("key {key} at offset {} is not its latest record", record.offset).into());
+            }
+            count += 1;
+        }
+    }
+    if count != records {
+        return Err(format!("{count} keys after compaction, expected {records}").into());
+    }
+    Ok(count)
 }
 
 fn last_segment(fs: &dyn Fs, dir: &Path) -> DemoResult<String> {

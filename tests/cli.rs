@@ -13,7 +13,16 @@ fn demo_runs_end_to_end_and_cleans_up_its_directory() {
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "demo failed:\n{stdout}\n{stderr}");
-    for line in ["append:", "reopen:", "verify:", "all 20000 records match", "recover:", "torn tail cut"] {
+    for line in [
+        "append:",
+        "reopen:",
+        "verify:",
+        "all 20000 records match",
+        "compact:",
+        "every key reads as its latest record",
+        "recover:",
+        "torn tail cut",
+    ] {
         assert!(stdout.contains(line), "no {line:?} in:\n{stdout}");
     }
     let dir = stdout.lines().next().and_then(|l| l.rsplit(" in ").next()).unwrap();

@@ -8,8 +8,14 @@
 //! commit); readers from any offset run beside the writer and never see unpublished bytes;
 //! [`Log::truncate`] removes a suffix durably; opening recovers from any crash: the torn tail of
 //! the last segment is cut (and the cut fsynced), damage where the log must be valid is a typed
-//! [`Error::Corruption`] naming file and byte position. The byte formats are in
-//! `docs/format.md`; the durability promise (P1-P8) in `DESIGN.md`.
+//! [`Error::Corruption`] naming file and byte position.
+//!
+//! [`Log::compact`] keeps, below a limit offset, only the latest record of every key (and a
+//! tombstone until its [`DeleteHorizon`]), at its own offset; it rewrites only segments that gain
+//! something, runs beside appends and readers, and a crash during it leaves the log as before
+//! or after the pass. [`Log::apply_retention`] deletes old segments of logs that are not
+//! compacted. [`LogOptions::maintenance`] runs both on a background thread. The byte formats and
+//! protocols are in `docs/format.md`; the durability promise (P1-P8) in `DESIGN.md`.
 //!
 //! All file I/O goes through [`cairn_fs::Fs`], so the same code runs on the real file system and
 //! on the power-loss simulator.
