@@ -8,7 +8,7 @@
 //! 14  u16 flags        bit 0: sparse (records carry their offsets); others 0
 //! 16  u64 base_offset  first offset the batch covers
 //! 24  u32 count        records in the batch: at least 1, or 0 in a sparse batch
-//! 28  u32 span         last offset covered minus base_offset (count - 1 unless sparse)
+//! 28  u32 span         sparse: last offset covered minus base_offset; dense: reserved, 0
 //! 32  i64 first_ts     timestamp of the first record (ms)
 //! 40  i64 max_ts       largest timestamp in the batch (ms)
 //! 48  records          count × ([sparse: varint offset delta,] varint zigzag ts delta,
@@ -136,12 +136,26 @@ pub(crate) fn check_header(bytes: &[u8]) -> Result<BatchInfo, CorruptionKind> {
     if stored != computed {
         return Err(CorruptionKind::Checksum { stored, computed });
     }
+    let sparse = u16_at(bytes, 14) & FLAG_SPARSE != 0;
+    let count = u32_at(bytes, 24);
+    // A dense batch keeps byte 28 reserved, as the first batches written did: its span follows
+    // from its count.
+    let span = match (sparse, u32_at(bytes, 28)) {
+        (true, span) => span,
+        (false, 0) => count.saturating_sub(1),
+        (false, _) => {
+            return Err(CorruptionKind::UnsupportedFormat {
+                version: u16_at(bytes, 12),
+                flags: u16_at(bytes, 14),
+            });
+        }
+    };
     Ok(BatchInfo {
         length: length as u32,
         base_offset: u64_at(bytes, 16),
-        count: u32_at(bytes, 24),
-        span: u32_at(bytes, 28),
-        sparse: u16_at(bytes, 14) & FLAG_SPARSE != 0,
+        count,
+        span,
+        sparse,
         tombstones: 0,
         min_tombstone_ts: i64::MAX,
         first_ts: u64_at(bytes, 32) as i64,
@@ -168,8 +182,7 @@ pub(crate) fn check_each<'a>(
         return Err(CorruptionKind::OffsetMismatch { expected: expected_offset, found: info.base_offset });
     }
     // A dense batch has a record at every offset it covers; only a sparse one may have none.
-    if (!info.sparse && (info.count == 0 || info.span != info.count - 1))
-        || (info.sparse && u64::from(info.count) > u64::from(info.span) + 1)
+    if (!info.sparse && info.count == 0) || (info.sparse && u64::from(info.count) > u64::from(info.span) + 1)
     {
         return Err(CorruptionKind::BadRecord { record: 0 });
     }
@@ -390,7 +403,7 @@ impl OpenBatch {
         put_at(batch, 14, &0u16.to_le_bytes());
         put_at(batch, 16, &self.base_offset.to_le_bytes());
         put_at(batch, 24, &self.count.to_le_bytes());
-        put_at(batch, 28, &self.count.saturating_sub(1).to_le_bytes());
+        put_at(batch, 28, &0u32.to_le_bytes());
         put_at(batch, 32, &self.first_ts.to_le_bytes());
         put_at(batch, 40, &self.max_ts.to_le_bytes());
         let crc = crc32c::crc32c(batch.get(8..).unwrap_or_default());
@@ -666,10 +679,10 @@ mod tests {
 
     #[test]
     fn inconsistent_spans_and_offsets_are_refused_even_with_a_valid_checksum() {
-        // A dense batch whose span is not count - 1.
+        // A dense batch with something in its reserved word.
         let mut dense = sample();
-        reseal(&mut dense, 28, &5u32.to_le_bytes());
-        assert!(check(&dense, 42).is_err());
+        reseal(&mut dense, 28, &2u32.to_le_bytes());
+        assert!(matches!(check(&dense, 42), Err(CorruptionKind::UnsupportedFormat { .. })));
         // A dense batch with no record.
         let mut empty = Vec::new();
         encode(&mut empty, 0, &[Record::new(b"k", None, 0)]);

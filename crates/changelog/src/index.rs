@@ -9,7 +9,7 @@
 //!
 //! ```text
 //! 0   u32 magic             0x1DC3_B7A9
-//! 4   u16 version           1
+//! 4   u16 version           2 (version 1, the first cairn's 56-byte header, is still read)
 //! 6   u16 entry_len         8
 //! 8   u64 base_offset
 //! 16  u64 next_offset       one past the last offset the segment covers
@@ -36,7 +36,13 @@ use cairn_fs::Mapping;
 use crate::batch::{u32_at, u64_at};
 
 pub(crate) const MAGIC: u32 = 0x1DC3_B7A9;
-pub(crate) const VERSION: u16 = 1;
+pub(crate) const VERSION: u16 = 2;
+/// The first cairn's index version: a 56-byte header (magic, version, entry length, base and
+/// next offset, segment bytes, max timestamp, entry count, entries CRC, header CRC over
+/// `[0, 48)`, a reserved zero word), then the entries. Read as a durability marker only; the
+/// segment is scanned and its index rewritten in the current version.
+const LEGACY_VERSION: u16 = 1;
+const LEGACY_HEADER_LEN: usize = 56;
 pub(crate) const HEADER_LEN: usize = 96;
 pub(crate) const ENTRY_LEN: usize = 8;
 /// Header flag: compaction produced the segment.
@@ -69,8 +75,9 @@ pub(crate) struct Summary {
     pub(crate) record_count: u64,
     pub(crate) tombstones: u64,
     pub(crate) min_tombstone_ts: i64,
-    /// When compaction produced the segment: `None` for a segment written by appends (dirty);
-    /// `Some(i64::MIN)` for a compacted one whose time is unknown (its index was rebuilt).
+    /// When compaction produced the segment: `None` for a segment written by appends (dirty),
+    /// or one whose index was rebuilt (taken as dirty, which is always safe: the next pass
+    /// reads it again).
     pub(crate) cleaned_ms: Option<i64>,
 }
 
@@ -139,11 +146,46 @@ pub(crate) struct Header {
     pub(crate) filter_len: u32,
     pub(crate) body_crc: u32,
     pub(crate) seen_runs: u32,
+    /// A version-1 header: its segment must be scanned for what the current header records.
+    pub(crate) legacy: bool,
 }
 
-/// Reads the header at the start of `bytes`; `None` if it is not a valid v1 index header for a
-/// segment at `base_offset`.
+/// A version-1 header (see [`LEGACY_VERSION`]), if `bytes` start with a valid one.
+fn decode_legacy(bytes: &[u8], base_offset: u64) -> Option<Header> {
+    let header = bytes.get(..LEGACY_HEADER_LEN)?;
+    if u32_at(header, 0) != MAGIC
+        || u32_at(header, 4) != u32::from(LEGACY_VERSION) | ((ENTRY_LEN as u32) << 16)
+        || crc32c::crc32c(header.get(..48)?) != u32_at(header, 48)
+        || u32_at(header, 52) != 0
+    {
+        return None;
+    }
+    let summary = Summary {
+        base_offset: u64_at(header, 8),
+        next_offset: u64_at(header, 16),
+        segment_bytes: u64_at(header, 24),
+        max_ts: u64_at(header, 32) as i64,
+        ..Summary::empty(base_offset)
+    };
+    if summary.base_offset != base_offset || summary.next_offset < base_offset {
+        return None;
+    }
+    Some(Header {
+        summary,
+        entry_count: u32_at(header, 40),
+        filter_len: 0,
+        body_crc: u32_at(header, 44),
+        seen_runs: 0,
+        legacy: true,
+    })
+}
+
+/// Reads the header at the start of `bytes`; `None` if it is not a valid index header (current
+/// or version 1) for a segment at `base_offset`.
 pub(crate) fn decode_header(bytes: &[u8], base_offset: u64) -> Option<Header> {
+    if u32_at(bytes, 4) & 0xFFFF == u32::from(LEGACY_VERSION) {
+        return decode_legacy(bytes, base_offset);
+    }
     let header = bytes.get(..HEADER_LEN)?;
     let flags = u32_at(header, 44);
     if u32_at(header, 0) != MAGIC
@@ -173,6 +215,7 @@ pub(crate) fn decode_header(bytes: &[u8], base_offset: u64) -> Option<Header> {
         filter_len: u32_at(header, 80),
         body_crc: u32_at(header, 84),
         seen_runs: u32_at(header, 88),
+        legacy: false,
     })
 }
 

@@ -240,7 +240,7 @@ impl Log {
             (open.len(&w.buf) as u64 + body <= limit).then_some(body)
         });
         let mut join = joined.is_some();
-        if w.should_roll(&shared.options, joined.unwrap_or(bytes)) {
+        if w.should_roll(&shared.options, joined.unwrap_or(bytes), records.len() as u64) {
             shared.roll(&mut w)?;
             join = false;
         }
@@ -332,7 +332,9 @@ impl Log {
     /// now are, once the new segments are installed, and then the report.
     ///
     /// # Errors
-    /// As for [`Log::compact`].
+    /// As for [`Log::compact`]. If reading the new segments for the listener fails (damage or
+    /// an I/O error), that error is returned although the pass is installed: a caller holding
+    /// positions should then reload them.
     pub fn compact_with(
         &self,
         limit: u64,
@@ -433,17 +435,31 @@ impl Shared {
     }
 
     /// Seals the active segment if all of it lies below `limit` and it holds at least
-    /// `min_bytes` (and some record). Returns whether it did.
+    /// `min_bytes` (and some record), and makes it durable and marked, as a sync would (under
+    /// the commit's leadership, so that no sync runs meanwhile). Returns whether it did.
     pub(crate) fn roll_below(&self, limit: u64, min_bytes: u64) -> Result<bool> {
-        let _guard = PoisonOnPanic(self);
-        let mut w = lock(&self.writer);
-        self.check_usable(&w)?;
-        let bytes = w.written + w.buf.len() as u64;
-        if w.next_offset > limit || bytes == 0 || bytes < min_bytes {
-            return Ok(false);
+        let outcome = self.commit.exclusive(|| {
+            let _guard = PoisonOnPanic(self);
+            let mut w = lock(&self.writer);
+            let rolled = (|| {
+                self.check_usable(&w)?;
+                let bytes = w.written + w.buf.len() as u64;
+                if w.next_offset > limit || bytes == 0 || bytes < min_bytes {
+                    return Ok(false);
+                }
+                self.roll(&mut w)?;
+                self.make_durable(w.take_pending())?;
+                Ok(true)
+            })();
+            match rolled {
+                Ok(true) => (Ok(true), Some(w.next_offset)),
+                other => (other, None),
+            }
+        });
+        match outcome {
+            Ok(result) => result,
+            Err(_) => Err(self.poisoned_error()),
         }
-        self.roll(&mut w)?;
-        Ok(true)
     }
 }
 
@@ -560,12 +576,14 @@ impl Drop for Log {
 /// Poisons the log if dropped while its thread panics: a panic (in a file-system
 /// implementation, or a bug) that interrupts a write, sync, truncation or close leaves the files
 /// in an unknown state, so no later call may succeed (P6).
-struct PoisonOnPanic<'a>(&'a Shared);
+pub(crate) struct PoisonOnPanic<'a>(pub(crate) &'a Shared);
 
 impl Drop for PoisonOnPanic<'_> {
     fn drop(&mut self) {
         if std::thread::panicking() {
-            let panicked = std::io::Error::other("a panic interrupted a write, sync, truncation or close");
+            let panicked = std::io::Error::other(
+                "a panic interrupted a write, sync, truncation, close or maintenance pass",
+            );
             drop(self.0.poison(Error::io("panic", &self.0.dir, panicked)));
         }
     }
@@ -583,12 +601,16 @@ impl Writer {
         Pending { active: Arc::clone(&self.active), sealed: std::mem::take(&mut self.unflushed) }
     }
 
-    fn should_roll(&self, options: &LogOptions, incoming: u64) -> bool {
+    fn should_roll(&self, options: &LogOptions, incoming: u64, records: u64) -> bool {
         let used = self.written + self.buf.len() as u64;
         if used == 0 {
             return false;
         }
-        let too_big = used + incoming > options.segment_bytes_max;
+        // Index entries hold offsets relative to the segment's base in 32 bits. Appends alone
+        // never get near (a record takes at least 3 bytes of a segment below 4 GiB), but a
+        // compacted segment kept as the active one by a truncation may cover 2^32 offsets.
+        let too_many = self.next_offset - self.active.base + records > u64::from(u32::MAX);
+        let too_big = used + incoming > options.segment_bytes_max || too_many;
         let too_old = options
             .segment_age_ms_max
             .is_some_and(|age| self.started.elapsed().as_millis() >= u128::from(age));
@@ -691,6 +713,7 @@ impl Shared {
             let index_path = self.dir.join(index_name(segment.base));
             recovery::write_index(self.fs.as_ref(), &index_path, &seal.summary, &seal.entries, &[], &[])
                 .map_err(|e| self.poison(e))?;
+            segment.mark();
         }
         let active = &pending.active;
         active.file.sync_data().map_err(|e| self.poison(Error::io("sync_data", &active.path, e)))?;

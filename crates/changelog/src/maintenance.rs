@@ -175,7 +175,10 @@ impl Worker {
         let dir = shared.dir.clone();
         let thread = std::thread::Builder::new()
             .name("cairn-maintenance".into())
-            .spawn(move || run(&shared, &thread_control, &config))
+            .spawn(move || {
+                let _stopped = Stopped(&thread_control);
+                run(&shared, &thread_control, &config);
+            })
             .map_err(|e| Error::io("spawn", &dir, e))?;
         Ok(Worker { control, thread: Some(thread) })
     }
@@ -193,6 +196,15 @@ impl Worker {
             }
             let _ = thread.join();
         }
+    }
+}
+
+/// Marks the thread stopped however it ends, a panic included.
+struct Stopped<'a>(&'a Control);
+
+impl Drop for Stopped<'_> {
+    fn drop(&mut self) {
+        lock(&self.0.state).status.running = false;
     }
 }
 

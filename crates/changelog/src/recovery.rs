@@ -151,9 +151,8 @@ pub(crate) fn open(fs: &dyn Fs, dir: &Path, options: &LogOptions) -> Result<Reco
     let mut segments: Vec<Arc<Segment>> = Vec::with_capacity(durable.len() + tail.len());
     for (opened, sealed, rebuilt) in durable {
         if rebuilt {
-            let (filter, runs) = compacted_body(&sealed.summary, opened.file.as_ref(), &opened.path)?;
             let path = dir.join(index_name(opened.base));
-            write_index(fs, &path, &sealed.summary, sealed.memory_entries(), &filter, &runs)?;
+            write_index(fs, &path, &sealed.summary, sealed.memory_entries(), &[], &[])?;
             report.indexes_rebuilt += 1;
             dir_changed = true;
         }
@@ -211,8 +210,7 @@ pub(crate) fn open(fs: &dyn Fs, dir: &Path, options: &LogOptions) -> Result<Reco
     for (opened, scan) in tail.into_iter().zip(scans) {
         opened.file.sync_data().map_err(io("sync_data", &opened.path))?;
         let summary = summary_of(opened.base, &scan);
-        let (filter, runs) = compacted_body(&summary, opened.file.as_ref(), &opened.path)?;
-        write_index(fs, &dir.join(index_name(opened.base)), &summary, &scan.entries, &filter, &runs)?;
+        write_index(fs, &dir.join(index_name(opened.base)), &summary, &scan.entries, &[], &[])?;
         report.indexes_rebuilt += 1;
         dir_changed = true;
         let sealed = Sealed::built(summary, scan.entries);
@@ -427,10 +425,11 @@ fn check_follows(path: &Path, expected: Option<u64>, base: u64) -> Result<()> {
 /// A sealed segment of the known-durable region: its summary from its index header, or from a
 /// full scan (any damage is corruption). Returns whether its index must be rewritten.
 fn open_sealed(opened: &Opened, options: &LogOptions) -> Result<(Sealed, bool)> {
+    let index_path = opened.path.with_file_name(index_name(opened.base));
     if let Some(header) = opened.header
         && !options.verify_on_open
+        && !header.legacy
     {
-        let index_path = opened.path.with_file_name(index_name(opened.base));
         return Ok((Sealed::from_index_file(index_path, header), false));
     }
     let (scan, stop) = scan_file(opened.file.as_ref(), opened.base, opened.len, options.index_interval_bytes)
@@ -439,22 +438,32 @@ fn open_sealed(opened: &Opened, options: &LogOptions) -> Result<(Sealed, bool)> 
         return Err(Error::corruption(&opened.path, position, kind));
     }
     let summary = summary_of(opened.base, &scan);
-    let rebuilt = opened.header.is_none_or(|h| h.summary != summary);
-    Ok((Sealed::built(summary, scan.entries), rebuilt))
+    // The data matches what its index says: keep the index (for a clean segment, its flag,
+    // filter and first-seen runs, which a scan cannot recover).
+    if let Some(header) = opened.header
+        && !header.legacy
+        && (index::Summary { cleaned_ms: None, ..header.summary }) == summary
+    {
+        return Ok((Sealed::from_index_file(index_path, header), false));
+    }
+    Ok((Sealed::built(summary, scan.entries), true))
 }
 
+/// The summary of a scanned segment. It is taken as dirty: whether compaction wrote it is
+/// recorded only in its index, and guessing from its batches could call a segment that appends
+/// reached after a truncation clean (duplicate keys in the clean prefix). Dirty is always safe:
+/// the next pass reads it again.
 pub(crate) fn summary_of(base: u64, scan: &Scan) -> index::Summary {
-    // A segment of sparse batches was written by compaction. When is lost with its index: count
-    // from now, so that its tombstones linger a while longer rather than vanish early.
-    let cleaned_ms = scan.sparse.then(crate::record::now_ms);
-    scan.stats.summary(base, scan.next_offset, scan.end, cleaned_ms)
+    scan.stats.summary(base, scan.next_offset, scan.end, None)
 }
 
 fn read_index_header(fs: &dyn Fs, path: &Path, base: u64) -> Option<index::Header> {
     let file = fs.open(path, OpenMode::Read).ok()?;
+    // A version-1 index with few entries is shorter than the current header.
+    let len = file.len().ok()?.min(index::HEADER_LEN as u64) as usize;
     let mut bytes = [0; index::HEADER_LEN];
-    file.read_exact_at(&mut bytes, 0).ok()?;
-    index::decode_header(&bytes, base)
+    file.read_exact_at(bytes.get_mut(..len)?, 0).ok()?;
+    index::decode_header(bytes.get(..len)?, base)
 }
 
 /// Writes a sealed segment's index file and makes its data durable (its directory entry is made
@@ -470,19 +479,6 @@ pub(crate) fn write_index(
     let file = fs.open(path, OpenMode::CreateTruncate).map_err(io("create", path))?;
     file.write_all_at(&index::encode(summary, entries, filter, runs), 0).map_err(io("write", path))?;
     file.sync_data().map_err(io("sync_data", path))
-}
-
-/// What a compacted segment's rebuilt index carries after its entries: the key filter, rebuilt
-/// from its records, and one first-seen run from its start at its (new) cleaning time, since
-/// the old runs were lost with the index. Nothing for other segments.
-fn compacted_body(summary: &index::Summary, file: &dyn File, path: &Path) -> Result<(Vec<u8>, Vec<SeenRun>)> {
-    let Some(cleaned_ms) = summary.cleaned_ms else {
-        return Ok((Vec::new(), Vec::new()));
-    };
-    let filter = crate::segment::key_filter_of(file, summary.base_offset, summary.segment_bytes)
-        .map(|filter| filter.encode())
-        .map_err(io("read", path))?;
-    Ok((filter, vec![SeenRun { offset: summary.base_offset, seen_ms: cleaned_ms }]))
 }
 
 /// How many non-zero bytes lie in `[position, len)` (counting to the last non-zero byte), and

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
-use crate::log::Shared;
+use crate::log::{PoisonOnPanic, Shared};
 use crate::record::now_ms;
 use crate::segment::Segment;
 use crate::sync::lock;
@@ -65,7 +65,7 @@ pub(crate) fn run(shared: &Shared, retention: &Retention) -> Result<RetentionRep
     for segment in list.iter().take(sealed) {
         let Some(info) = segment.sealed_info() else { break };
         let summary = &info.summary;
-        if summary.next_offset > durable {
+        if summary.next_offset > durable || !segment.is_marked() {
             break;
         }
         let too_big = retention.bytes_max.is_some_and(|max| left > max);
@@ -77,6 +77,7 @@ pub(crate) fn run(shared: &Shared, retention: &Retention) -> Result<RetentionRep
         doomed.push(Arc::clone(segment));
     }
     let mut report = RetentionReport::default();
+    let _guard = PoisonOnPanic(shared);
     for segment in &doomed {
         // Out of the list first: new readers start after it; readers holding it keep it open.
         {

@@ -14,7 +14,7 @@ use crate::batch::{self, BatchInfo, HEADER_LEN};
 use crate::error::{CorruptionKind, Error, Result};
 use crate::filter::{KeyFilter, key_hash};
 use crate::index::{Entries, Entry, Header, SeenRun, Summary};
-use crate::sync::{Mutex, lock};
+use crate::sync::{AtomicBool, Mutex, Ordering, lock};
 use crate::watermark::Watermark;
 
 /// Digits in a segment's file name: every `u64` fits.
@@ -122,6 +122,10 @@ pub(crate) struct Segment {
     /// Index entries of published batches while active.
     active_entries: Mutex<Vec<Entry>>,
     sealed: OnceLock<Sealed>,
+    /// Whether the segment's index file (its durability marker) is written: from open, from a
+    /// compaction pass, or from the first sync after its roll. Compaction and retention touch
+    /// only marked segments (the sync writing a marker must not find its segment replaced).
+    marked: AtomicBool,
 }
 
 impl crate::segment_list::Based for Segment {
@@ -146,6 +150,7 @@ impl Segment {
             published: Watermark::new(published),
             active_entries: Mutex::new(entries),
             sealed: OnceLock::new(),
+            marked: AtomicBool::new(false),
         }
     }
 
@@ -158,9 +163,20 @@ impl Segment {
             published: Watermark::new(sealed.summary.segment_bytes),
             active_entries: Mutex::new(Vec::new()),
             sealed: OnceLock::new(),
+            marked: AtomicBool::new(true),
         };
         let _ = segment.sealed.set(sealed);
         segment
+    }
+
+    /// Whether the segment's durability marker is written.
+    pub(crate) fn is_marked(&self) -> bool {
+        self.marked.load(Ordering::Acquire)
+    }
+
+    /// Records that the segment's durability marker is written.
+    pub(crate) fn mark(&self) {
+        self.marked.store(true, Ordering::Release);
     }
 
     pub(crate) fn sealed_info(&self) -> Option<&Sealed> {
@@ -237,7 +253,8 @@ impl Segment {
             }
             _ => {
                 let filter = key_filter_of(self.file.as_ref(), self.base, sealed.summary.segment_bytes)
-                    .map_err(|e| Error::io("read", &self.path, e))?;
+                    .map_err(|e| Error::io("read", &self.path, e))?
+                    .map_err(|(position, kind)| Error::corruption(&self.path, position, kind))?;
                 let seen_ms = sealed.summary.cleaned_ms.unwrap_or(i64::MIN);
                 CleanInfo { filter, runs: vec![SeenRun { offset: self.base, seen_ms }] }
             }
@@ -298,8 +315,6 @@ pub(crate) struct Scan {
     pub(crate) stats: Stats,
     pub(crate) entries: Vec<Entry>,
     pub(crate) batches: u64,
-    /// Whether a sparse batch was seen: compaction wrote the segment.
-    pub(crate) sparse: bool,
 }
 
 /// What a segment's batches hold, accumulated batch by batch (for its index header).
@@ -363,7 +378,6 @@ impl Scan {
         self.end = position + info.length as u64;
         self.next_offset = info.next_offset();
         self.stats.add(info);
-        self.sparse |= info.sparse;
         self.batches += 1;
     }
 }
@@ -468,21 +482,33 @@ impl FileScan {
     }
 }
 
-/// The key filter of the records of a segment file (read in full: used only when a compacted
-/// segment's index must be rebuilt).
-pub(crate) fn key_filter_of(file: &dyn File, base: u64, len: u64) -> io::Result<KeyFilter> {
+/// The key filter of the records of the first `len` bytes of a segment file, read in full (used
+/// only when a clean segment's index is damaged). `Err` with the position and kind of the first
+/// invalid batch: a filter missing keys would let compaction skip a segment that holds them.
+pub(crate) fn key_filter_of(
+    file: &dyn File,
+    base: u64,
+    len: u64,
+) -> io::Result<std::result::Result<KeyFilter, (u64, CorruptionKind)>> {
     let mut hashes = Vec::new();
     let mut scan = FileScan::new(0);
     let mut expected = base;
-    while let Step::Batch { info, bytes, .. } = scan.next(file, len, expected)? {
-        hashes.extend(batch::Records::new(bytes, &info).filter_map(|r| r.ok()).map(|r| key_hash(r.key)));
-        expected = info.next_offset();
+    loop {
+        match scan.next(file, len, expected)? {
+            Step::Batch { info, bytes, .. } => {
+                // The batch was checked: its records parse.
+                hashes.extend(batch::Records::new(bytes, &info).flatten().map(|record| key_hash(record.key)));
+                expected = info.next_offset();
+            }
+            Step::End => break,
+            Step::Invalid { position, kind } => return Ok(Err((position, kind))),
+        }
     }
     let mut filter = KeyFilter::with_capacity(hashes.len());
     for hash in hashes {
         filter.insert(hash);
     }
-    Ok(filter)
+    Ok(Ok(filter))
 }
 
 /// Scans a file from position 0 to `limit`, stopping at the first invalid batch.

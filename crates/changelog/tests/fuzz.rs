@@ -267,7 +267,7 @@ fn forge_batch(base: u64, count: u32, length: Option<u32>, body: &[u8]) -> Vec<u
     out.extend_from_slice(&0u16.to_le_bytes());
     out.extend_from_slice(&base.to_le_bytes());
     out.extend_from_slice(&count.to_le_bytes());
-    out.extend_from_slice(&count.saturating_sub(1).to_le_bytes()); // span of a dense batch
+    out.extend_from_slice(&0u32.to_le_bytes()); // reserved in a dense batch
     out.extend_from_slice(&0i64.to_le_bytes());
     out.extend_from_slice(&0i64.to_le_bytes());
     out.extend_from_slice(body);
@@ -294,7 +294,7 @@ fn forge_index(
     }
     let mut out = Vec::new();
     out.extend_from_slice(&0x1DC3_B7A9u32.to_le_bytes());
-    out.extend_from_slice(&1u16.to_le_bytes());
+    out.extend_from_slice(&2u16.to_le_bytes());
     out.extend_from_slice(&8u16.to_le_bytes());
     out.extend_from_slice(&base.to_le_bytes());
     out.extend_from_slice(&next.to_le_bytes());
@@ -797,4 +797,197 @@ fn sealed_segment_shorter_than_its_index_says_is_refused_on_real_files() {
         }
     }
     let _ = &valid.fs;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Compacted logs: sparse batches, compacted indexes, commit records
+
+/// Reads everything from the start; every error must be typed, offsets must increase and stay
+/// below the end. Returns the records read and the error that stopped the read, if any.
+fn read_all_checked(log: &Log) -> (Vec<OwnedRecord>, Option<Error>) {
+    let end = log.end_offset();
+    let mut read: Vec<OwnedRecord> = Vec::new();
+    for record in log.reader(log.start_offset()).unwrap().into_records() {
+        match record {
+            Ok(record) => {
+                assert!(read.last().is_none_or(|p| p.offset < record.offset), "offsets out of order");
+                assert!(record.offset < end, "a record past the end");
+                read.push(record);
+            }
+            Err(e) => {
+                assert_typed(&e, Path::new(DIR));
+                return (read, Some(e));
+            }
+        }
+    }
+    (read, None)
+}
+
+/// A log whose first segments were compacted (tombstones kept), with more records after them;
+/// its records, and its files.
+/// File names and contents of a log directory.
+type Files = Vec<(String, Vec<u8>)>;
+
+fn compacted_log(seed: u64) -> (SimFs, Vec<OwnedRecord>, Files) {
+    let fs = SimFs::new(seed);
+    let log = Log::open(Arc::new(fs.clone()), DIR, small_options()).unwrap();
+    for i in 0..300u64 {
+        let rec = Rec::generate(seed * 1000 + i, 120);
+        let key = format!("key-{}", (seed + i * 7) % 23);
+        log.append(cairn_changelog::Record::new(key.as_bytes(), rec.value.as_deref(), rec.timestamp_ms))
+            .unwrap();
+    }
+    let end = log.sync().unwrap();
+    let mut compact = cairn_changelog::CompactOptions::default();
+    compact.roll_active_bytes_min = Some(0);
+    log.compact(end, &compact).unwrap();
+    for i in 0..30u64 {
+        log.append(Rec::generate(seed * 1000 + 500 + i, 120).as_record()).unwrap();
+    }
+    log.close().unwrap();
+    let records = read_from(&log, 0);
+    drop(log);
+    let files = fs
+        .list_dir(Path::new(DIR))
+        .unwrap()
+        .into_iter()
+        .map(|n| n.into_string().unwrap())
+        .filter(|n| n.ends_with(".log") || n.ends_with(".index"))
+        .map(|n| {
+            let bytes = fs.contents(&Path::new(DIR).join(&n)).unwrap();
+            (n, bytes)
+        })
+        .collect();
+    (fs, records, files)
+}
+
+#[test]
+fn damage_in_a_compacted_segment_or_its_index_is_refused_or_harmless() {
+    let mut refused = 0;
+    for seed in 0..160u64 {
+        let (fs, records, files) = compacted_log(seed);
+        // The compacted segments and their indexes (flag bit 0 at byte 44 of the index).
+        let compacted: Vec<&(String, Vec<u8>)> = files
+            .iter()
+            .filter(|(name, _)| {
+                let index = name.replace(".log", ".index");
+                files.iter().any(|(n, bytes)| *n == index && bytes.get(44).is_some_and(|f| f & 1 == 1))
+            })
+            .collect();
+        assert!(!compacted.is_empty(), "seed {seed}: nothing compacted");
+        let (name, original) = compacted[seed as usize % compacted.len()];
+        let mut rng = Rng::new(seed);
+        let mut damaged = original.clone();
+        mutate(&mut damaged, &mut rng);
+        fs.set_contents(&Path::new(DIR).join(name), &damaged).unwrap();
+        let mut options = small_options();
+        options.verify_on_open = seed % 3 == 0;
+        match Log::open(Arc::new(fs.clone()), DIR, options) {
+            Err(error) => {
+                assert_typed(&error, Path::new(DIR));
+                refused += 1;
+            }
+            Ok(log) => match read_all_checked(&log) {
+                (read, None) => {
+                    // Index damage is rebuilt; segment damage that changed nothing is harmless.
+                    // So is junk after the end of the last sealed segment, which a changed
+                    // length puts in the tail window (cut as a torn tail, records intact).
+                    let logs: Vec<&String> =
+                        files.iter().map(|(n, _)| n).filter(|n| n.ends_with(".log")).collect();
+                    let in_tail_window =
+                        logs.iter().rposition(|n| *n == name).is_some_and(|i| i + 2 >= logs.len());
+                    assert!(
+                        name.ends_with(".index") || damaged == *original || in_tail_window,
+                        "seed {seed}: damage to {name} unnoticed"
+                    );
+                    assert!(
+                        read.iter().all(|r| records.contains(r)),
+                        "seed {seed}: a record that was never there"
+                    );
+                    if !in_tail_window {
+                        assert_eq!(read, records, "seed {seed}: wrong records after damage to {name}");
+                    }
+                }
+                (read, Some(_)) => {
+                    refused += 1;
+                    assert!(
+                        read.iter().all(|r| records.contains(r)),
+                        "seed {seed}: a record that was never there"
+                    );
+                }
+            },
+        }
+    }
+    assert!(refused > 50, "only {refused} damaged compacted files refused");
+}
+
+#[test]
+fn forged_sparse_batches_with_valid_checksums_never_panic() {
+    for seed in 0..300u64 {
+        let mut rng = Rng::new(seed);
+        let valid = valid_log(seed % 3, 40);
+        let (base, bytes) = valid.segments.last().unwrap().clone();
+        let body_len = rng.below(120);
+        let mut body = rng.bytes(body_len);
+        if rng.below(2) == 0 {
+            // Plausible deltas, in or out of order.
+            for (i, byte) in body.iter_mut().step_by(7).enumerate() {
+                *byte = (i as u8).wrapping_mul(3) & 0x7f;
+            }
+        }
+        let count = [0, 1, 2, 5, u32::MAX][rng.below(5)];
+        let span = [0, 1, 4, 1000, u32::MAX][rng.below(5)];
+        let mut forged = forge_batch(valid.records.len() as u64, count, None, &body);
+        forged[14..16].copy_from_slice(&1u16.to_le_bytes()); // sparse
+        forged[28..32].copy_from_slice(&u32::to_le_bytes(span));
+        let crc = crc32c::crc32c(&forged[8..]);
+        forged[4..8].copy_from_slice(&crc.to_le_bytes());
+        valid.fs.set_contents(&Path::new(DIR).join(log_name(base)), &[bytes, forged].concat()).unwrap();
+        if let Ok(log) = Log::open(Arc::new(valid.fs.clone()), DIR, valid.options.clone()) {
+            let (read, _) = read_all_checked(&log);
+            assert!(read.len() <= valid.records.len() + 5);
+        }
+    }
+}
+
+#[test]
+fn garbage_commit_records_are_corruption_naming_the_record() {
+    let valid_record = {
+        let mut bytes = Vec::new();
+        bytes.extend_from_slice(&0x5C0A_C7EDu32.to_le_bytes());
+        bytes.extend_from_slice(&1u16.to_le_bytes());
+        bytes.extend_from_slice(&0u16.to_le_bytes());
+        bytes.extend_from_slice(&1u32.to_le_bytes());
+        bytes.extend_from_slice(&1u32.to_le_bytes());
+        bytes.extend_from_slice(&0u64.to_le_bytes());
+        bytes.extend_from_slice(&0u64.to_le_bytes());
+        let crc = crc32c::crc32c(&bytes);
+        bytes.extend_from_slice(&crc.to_le_bytes());
+        bytes
+    };
+    for seed in 0..200u64 {
+        let valid = valid_log(seed % 3, 30);
+        let mut rng = Rng::new(seed);
+        let bytes = if seed % 2 == 0 {
+            let len = rng.below(100);
+            rng.bytes(len)
+        } else {
+            let mut bytes = valid_record.clone();
+            while bytes == valid_record {
+                mutate(&mut bytes, &mut rng);
+            }
+            bytes
+        };
+        let path = Path::new(DIR).join("compaction.swap");
+        drop(valid.fs.open(&path, OpenMode::CreateNew).unwrap());
+        valid.fs.set_contents(&path, &bytes).unwrap();
+        match Log::open(Arc::new(valid.fs.clone()), DIR, valid.options.clone()) {
+            Err(Error::Corruption { file, .. }) => assert_eq!(file, path, "seed {seed}"),
+            other => panic!("seed {seed}: a damaged commit record gave {other:?}"),
+        }
+        // Nothing was changed: without the record, the log opens as it was.
+        valid.fs.remove_file(&path).unwrap();
+        let log = Log::open(Arc::new(valid.fs.clone()), DIR, valid.options.clone()).unwrap();
+        assert_records(&read_from(&log, 0), &valid.records, 0);
+    }
 }

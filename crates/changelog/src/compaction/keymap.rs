@@ -148,8 +148,11 @@ impl KeyMap {
                 index
             }
             None => {
+                // The first key always goes in, so that a pass always makes progress.
                 let cost = key.len() + ENTRY_COST + RECORD_COST;
-                if self.cost() + cost > self.budget || self.entries.len() >= u32::MAX as usize / 2 {
+                if (self.cost() + cost > self.budget && !self.entries.is_empty())
+                    || self.entries.len() >= u32::MAX as usize / 2
+                {
                     return None;
                 }
                 let key_start = self.arena.len() as u32;

@@ -35,9 +35,9 @@ use crate::batch::{self, BatchInfo};
 use crate::error::{CorruptionKind, Error, Result};
 use crate::filter::key_hash;
 use crate::index::SeenRun;
-use crate::log::Shared;
+use crate::log::{PoisonOnPanic, Shared};
 use crate::mutants;
-use crate::record::{RecordView, now_ms};
+use crate::record::{Record, RecordView, now_ms};
 use crate::segment::{CleanInfo, Sealed, Segment, TEMP_SUFFIX, log_name};
 use crate::segment_list;
 use crate::sync::lock;
@@ -82,9 +82,11 @@ impl DeleteHorizon {
 pub struct CompactOptions {
     /// When a tombstone may be dropped. Default: a day after it was first seen.
     pub delete_horizon: DeleteHorizon,
-    /// Memory for the key map: about the keys' bytes plus 40 bytes per key. A pass reads as
-    /// many whole dirty segments as fit; the rest wait for the next pass. At least 64 KiB.
-    /// Default 64 MiB.
+    /// Memory for the key map: about the keys' bytes plus 40 bytes per key and 4 per record. A
+    /// pass maps the dirty records, oldest first, until the map is full; where it fills, inside
+    /// a segment, that segment's clean part and its unmapped rest are written as two segments,
+    /// and the rest waits for the next pass (a pass maps at least one record, so passes always
+    /// make progress). At least 1 KiB. Default 64 MiB.
     pub key_map_bytes_max: usize,
     /// Seal the active segment first, so that it can be compacted, when it lies wholly below
     /// the limit and holds at least this many bytes. `None`: never. Default 1 MiB.
@@ -121,10 +123,10 @@ impl Default for CompactOptions {
 
 impl CompactOptions {
     fn validate(&self) -> Result<()> {
-        if self.key_map_bytes_max < 64 << 10 {
+        if self.key_map_bytes_max < 1024 {
             return Err(Error::InvalidOptions {
                 option: "key_map_bytes_max",
-                reason: "must be at least 64 KiB",
+                reason: "must be at least 1 KiB",
             });
         }
         if self.batch_bytes_target < 4096 {
@@ -232,7 +234,7 @@ pub(crate) fn backlog(shared: &Shared, limit: u64, options: &CompactOptions) -> 
     let Some((active, sealed)) = list.split_last() else { return backlog };
     for segment in sealed {
         let summary = summary_of(segment);
-        if summary.next_offset > backlog.limit {
+        if summary.next_offset > backlog.limit || !segment.is_marked() {
             break;
         }
         match summary.cleaned_ms {
@@ -301,7 +303,11 @@ pub trait CompactionListener: Send + Sync {
 /// The role of a segment in a pass.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Role {
+    /// A dirty segment whose records are all in the key map.
     Dirty,
+    /// A dirty segment whose records before this offset are in the key map (which filled
+    /// there): the rest is copied as it is, into a dirty segment.
+    Partial(u64),
     Clean,
 }
 
@@ -340,7 +346,6 @@ pub(crate) fn run(
         && shared.roll_below(limit, min)?
     {
         report.rolled_active = true;
-        shared.sync()?;
     }
     let limit = limit.min(shared.commit.durable());
     report.limit = limit;
@@ -349,7 +354,9 @@ pub(crate) fn run(
     let Some((active, sealed)) = list.split_last() else {
         return Ok(report);
     };
-    let compactable = sealed.iter().take_while(|s| summary_of(s).next_offset <= limit).count();
+    // Sealed segments whose marker is not written yet (rolled since the last sync) wait.
+    let compactable =
+        sealed.iter().take_while(|s| s.is_marked() && summary_of(s).next_offset <= limit).count();
     let (below, beyond) = sealed.split_at(compactable);
     let dirty_beyond: u64 =
         beyond.iter().map(|s| summary_of(s)).filter(|s| !s.compacted()).map(|s| s.segment_bytes).sum();
@@ -371,26 +378,33 @@ pub(crate) fn run(
     let first_records = dirty.first().map_or(0, |s| summary_of(s).record_count);
     let mut map = KeyMap::new(options.key_map_bytes_max, dirty_records, first_records, options.collide_keys);
     let mut processed = 0;
+    // Where the map filled inside a dirty segment: its records from there on stay dirty.
+    let mut partial_cut = None;
     for segment in dirty {
         if cancel() {
             return Err(Error::Closed);
         }
-        let mut fits = true;
+        let mut stopped_at = None;
+        let mut inserted = 0u64;
         let mut hashes = Vec::new();
-        let read = for_each_batch(segment, |records| {
+        let read = for_each_batch(segment, |records, _| {
             hashes.clear();
             hashes.extend(records.iter().map(|r| map.hash(r.key)));
             map.touch(hashes.iter().copied());
             for (record, hash) in records.iter().zip(&hashes) {
                 if map.insert_hashed(record.key, *hash, record.offset).is_none() {
-                    fits = false;
+                    stopped_at = Some(record.offset);
                     return false;
                 }
+                inserted += 1;
             }
             true
         })?;
         report.bytes_read += read;
-        if !fits {
+        if let Some(at) = stopped_at {
+            if inserted > 0 {
+                partial_cut = Some(at);
+            }
             break;
         }
         processed += 1;
@@ -402,7 +416,8 @@ pub(crate) fn run(
         });
     }
     report.keys_mapped = map.len();
-    let candidates = below.get(..clean_count + processed).unwrap_or_default();
+    let candidates =
+        below.get(..clean_count + processed + usize::from(partial_cut.is_some())).unwrap_or_default();
 
     // 2. What gains something.
     let horizon = options.delete_horizon;
@@ -413,7 +428,10 @@ pub(crate) fn run(
     let mut infos: Vec<Option<Arc<CleanInfo>>> = Vec::with_capacity(candidates.len());
     for (i, segment) in candidates.iter().enumerate() {
         if i >= clean_count {
-            roles.push(Role::Dirty);
+            roles.push(match partial_cut {
+                Some(cut) if i == clean_count + processed => Role::Partial(cut),
+                _ => Role::Dirty,
+            });
             needed.push(true);
             infos.push(None);
             continue;
@@ -464,8 +482,16 @@ pub(crate) fn run(
     };
     let mut output = Output::new(fs, &shared.dir, shape);
     let mut runs: Vec<(u64, u64)> = Vec::new();
-    // The dirty records are read again in the order the map saw them.
-    let mut nth_dirty = 0;
+    let mut rewriter = Rewriter {
+        map: &map,
+        output: &mut output,
+        pending: &mut pending,
+        tombstones_dropped: 0,
+        nth_dirty: 0,
+        now,
+        horizon,
+        collide: options.collide_keys,
+    };
     let written = (|| -> Result<()> {
         let mut i = first;
         while i <= last {
@@ -480,7 +506,8 @@ pub(crate) fn run(
             let run = candidates.get(start..=i).unwrap_or_default();
             let (Some(run_first), Some(run_last)) = (run.first(), run.last()) else { break };
             let run_end = summary_of(run_last).next_offset;
-            output.begin_run(run_first.base);
+            rewriter.output.begin_run(run_first.base);
+            let mut clean_ended = false;
             for (j, segment) in run.iter().enumerate() {
                 if cancel() {
                     return Err(Error::Closed);
@@ -490,62 +517,36 @@ pub(crate) fn run(
                 report.bytes_before += summary_of(segment).segment_bytes;
                 report.records_before += summary_of(segment).record_count;
                 match role {
-                    Role::Dirty => report.dirty_segments += 1,
+                    Role::Dirty | Role::Partial(_) => report.dirty_segments += 1,
                     Role::Clean => report.clean_segments_rewritten += 1,
                 }
                 let mut failed = None;
-                let read = for_each_batch(segment, |records| {
-                    if role == Role::Dirty {
-                        map.touch_records(nth_dirty, records.len());
-                    }
-                    for record in records {
-                        let offset = record.offset;
-                        let (superseded, hash) = match role {
-                            Role::Dirty => {
-                                let (latest, hash) = map.nth_record(nth_dirty).unwrap_or((offset, 0));
-                                nth_dirty += 1;
-                                let hash = if options.collide_keys { key_hash(record.key) } else { hash };
-                                (latest != offset, hash)
-                            }
-                            Role::Clean => (map.get(record.key).is_some(), key_hash(record.key)),
-                        };
-                        let seen = match (&info, role) {
-                            (Some(info), Role::Clean) => info.seen_at(offset),
-                            _ => now,
-                        };
-                        let keep = if superseded {
-                            false
-                        } else if record.value.is_none() {
-                            let at = horizon.droppable_at(record.timestamp_ms, seen);
-                            if at > now {
-                                pending.add(1, at);
-                            }
-                            at > now
-                        } else {
-                            true
-                        };
-                        if !keep {
-                            report.tombstones_dropped += u64::from(record.value.is_none());
-                            continue;
-                        }
-                        if let Err(e) = output.push(offset, record, hash, seen) {
+                let read = for_each_batch(segment, |records, batch| {
+                    match rewriter.batch(records, batch, role, info.as_deref(), &mut clean_ended) {
+                        Ok(()) => true,
+                        Err(e) => {
                             failed = Some(e);
-                            return false;
+                            false
                         }
                     }
-                    true
                 })?;
                 report.bytes_read += read;
                 if let Some(e) = failed {
                     return Err(e);
                 }
             }
-            output.end_run(run_end)?;
+            if clean_ended {
+                // The run ended with a partly mapped segment: its dirty rest ends the run.
+                rewriter.output.end_dirty()?;
+            } else {
+                rewriter.output.end_run(run_end)?;
+            }
             runs.push((run_first.base, run_end));
             i += 1;
         }
         Ok(())
     })();
+    report.tombstones_dropped = rewriter.tombstones_dropped;
     if let Err(e) = written {
         output.discard();
         return Err(e);
@@ -564,6 +565,8 @@ pub(crate) fn run(
         old: replaced.iter().map(|s| s.base).collect(),
         new: output.written.iter().map(|w| w.base).collect(),
     };
+    // From here a panic (in a file system, or a bug) may leave a pass half installed: poison.
+    let _guard = PoisonOnPanic(shared);
     let new_segments = commit(shared, output, &record)?;
     let mut replacement = Vec::with_capacity(old.len());
     let mut new_iter = new_segments.iter().peekable();
@@ -598,6 +601,97 @@ pub(crate) fn run(
     }
     finish(&mut report, pending, started);
     Ok(report)
+}
+
+/// Rewrites the records of a pass, segment by segment, into its output.
+struct Rewriter<'p, 'o> {
+    map: &'p KeyMap,
+    output: &'p mut Output<'o>,
+    pending: &'p mut Pending,
+    tombstones_dropped: u64,
+    /// The dirty records are read again in the order the map saw them: the next one's number.
+    nth_dirty: usize,
+    now: i64,
+    horizon: DeleteHorizon,
+    collide: bool,
+}
+
+impl Rewriter<'_, '_> {
+    /// Rewrites one batch of a segment with the given role. `clean_ended` tells (and is set
+    /// when) a partly mapped segment's clean part has ended.
+    fn batch(
+        &mut self,
+        records: &[RecordView<'_>],
+        batch: Batch<'_>,
+        role: Role,
+        info: Option<&CleanInfo>,
+        clean_ended: &mut bool,
+    ) -> Result<()> {
+        let Role::Partial(cut) = role else {
+            if role == Role::Dirty {
+                self.map.touch_records(self.nth_dirty, records.len());
+            }
+            return records.iter().try_for_each(|record| self.record(record, role, info));
+        };
+        if batch.info.next_offset() <= cut {
+            self.map.touch_records(self.nth_dirty, records.len());
+            return records.iter().try_for_each(|record| self.record(record, Role::Dirty, None));
+        }
+        let (mapped, rest): (Vec<_>, Vec<_>) = records.iter().partition(|r| r.offset < cut);
+        mapped.into_iter().try_for_each(|record| self.record(record, Role::Dirty, None))?;
+        if !*clean_ended {
+            self.output.end_run(cut)?;
+            *clean_ended = true;
+        }
+        if batch.info.base_offset >= cut {
+            return self.output.copy_dirty(batch.bytes, &batch.info);
+        }
+        // The batch holding the cut: its records from the cut on, as a batch of their own.
+        let rest: Vec<(u64, Record<'_>)> = rest
+            .into_iter()
+            .map(|r| (r.offset, Record { key: r.key, value: r.value, timestamp_ms: r.timestamp_ms }))
+            .collect();
+        let mut buf = Vec::new();
+        let info = if batch.info.sparse {
+            batch::encode_sparse(&mut buf, cut, batch.info.next_offset(), &rest)
+        } else {
+            let records: Vec<Record<'_>> = rest.into_iter().map(|(_, r)| r).collect();
+            batch::encode(&mut buf, cut, &records)
+        };
+        self.output.copy_dirty(&buf, &info)
+    }
+
+    /// Keeps or drops one record of a mapped dirty segment or of a clean one.
+    fn record(&mut self, record: &RecordView<'_>, role: Role, info: Option<&CleanInfo>) -> Result<()> {
+        let offset = record.offset;
+        let (superseded, hash, seen) = match (role, info) {
+            (Role::Clean, Some(info)) => {
+                (self.map.get(record.key).is_some(), key_hash(record.key), info.seen_at(offset))
+            }
+            _ => {
+                let (latest, hash) = self.map.nth_record(self.nth_dirty).unwrap_or((offset, 0));
+                self.nth_dirty += 1;
+                let hash = if self.collide { key_hash(record.key) } else { hash };
+                (latest != offset, hash, self.now)
+            }
+        };
+        let keep = if superseded {
+            false
+        } else if record.value.is_none() {
+            let at = self.horizon.droppable_at(record.timestamp_ms, seen);
+            if at > self.now {
+                self.pending.add(1, at);
+            }
+            at > self.now
+        } else {
+            true
+        };
+        if !keep {
+            self.tombstones_dropped += u64::from(record.value.is_none());
+            return Ok(());
+        }
+        self.output.push(offset, record, hash, seen)
+    }
 }
 
 fn finish(report: &mut CompactionReport, pending: Pending, started: Instant) {
@@ -675,7 +769,9 @@ fn commit(shared: &Shared, output: Output<'_>, record: &SwapRecord) -> Result<Ve
     let mut segments = Vec::with_capacity(output.written.len());
     for written in output.written {
         let sealed = Sealed::built(written.summary, written.entries);
-        sealed.set_clean_info(CleanInfo { filter: written.filter, runs: written.runs });
+        if written.clean {
+            sealed.set_clean_info(CleanInfo { filter: written.filter, runs: written.runs });
+        }
         let path = dir.join(log_name(written.base));
         segments.push(Arc::new(Segment::sealed(written.base, path, written.file, sealed)));
     }
@@ -696,9 +792,16 @@ fn summary_of(segment: &Segment) -> crate::index::Summary {
     segment.sealed_info().map_or_else(|| crate::index::Summary::empty(segment.base), |s| s.summary)
 }
 
+/// A batch as a pass reads it: its header and bytes.
+#[derive(Clone, Copy)]
+struct Batch<'a> {
+    info: BatchInfo,
+    bytes: &'a [u8],
+}
+
 /// Calls `f` with the records of each batch of a sealed segment, in order, until it returns
 /// `false`. Returns the bytes read.
-fn for_each_batch(segment: &Segment, mut f: impl FnMut(&[RecordView<'_>]) -> bool) -> Result<u64> {
+fn for_each_batch(segment: &Segment, mut f: impl FnMut(&[RecordView<'_>], Batch<'_>) -> bool) -> Result<u64> {
     let sealed = sealed_of(segment)?;
     let data = segment.data(sealed)?;
     let end = sealed.summary.segment_bytes;
@@ -714,8 +817,9 @@ fn for_each_batch(segment: &Segment, mut f: impl FnMut(&[RecordView<'_>]) -> boo
             true
         })
         .map_err(|kind| Error::corruption(&segment.path, position, kind))?;
+        let batch = Batch { info, bytes: rest.get(..info.len()).unwrap_or_default() };
         position += info.length as u64;
-        if !f(&records) {
+        if !f(&records, batch) {
             return Ok(position);
         }
         expected = info.next_offset();

@@ -1,7 +1,8 @@
 //! Writing a pass's new segments: surviving records in sparse batches at their own offsets, the
 //! batches tiling each replaced run's offsets exactly, cut into segments of at most
 //! `segment_bytes_max`, each with its index (entries, key filter, first-seen runs), all under
-//! `.compacting` names until the pass commits.
+//! `.compacting` names until the pass commits. A run that ends in a segment only partly in the
+//! key map ends with a *dirty* segment: that segment's remaining batches, copied as they are.
 
 use std::path::{Path, PathBuf};
 
@@ -26,6 +27,8 @@ const WRITE_CHUNK: usize = 1 << 20;
 #[derive(Debug)]
 pub(crate) struct Written {
     pub(crate) base: u64,
+    /// Written by compaction (else a dirty segment's copied batches).
+    pub(crate) clean: bool,
     pub(crate) file: Box<dyn File>,
     pub(crate) summary: Summary,
     pub(crate) entries: Vec<Entry>,
@@ -37,6 +40,7 @@ pub(crate) struct Written {
 #[derive(Debug)]
 struct Current {
     base: u64,
+    clean: bool,
     path: PathBuf,
     file: Box<dyn File>,
     /// Bytes of the segment written to its file.
@@ -148,6 +152,21 @@ impl<'a> Output<'a> {
         Ok(())
     }
 
+    /// Adds a batch copied as it is (`bytes`, checked, described by `info`) to a dirty segment,
+    /// after the clean part of its run has ended.
+    pub(crate) fn copy_dirty(&mut self, bytes: &[u8], info: &BatchInfo) -> Result<()> {
+        self.batch_start = self.buf.len();
+        self.buf.extend_from_slice(bytes);
+        self.covered = info.next_offset();
+        self.emit(info, false)
+    }
+
+    /// Ends a run whose last part was copied with [`Output::copy_dirty`].
+    pub(crate) fn end_dirty(&mut self) -> Result<()> {
+        self.write_out(self.buf.len())?;
+        self.finish_segment()
+    }
+
     /// Ends the run at `end` (exclusive): the last batch covers up to it, and the segment ends.
     pub(crate) fn end_run(&mut self, end: u64) -> Result<()> {
         if let Some(batch) = &self.batch {
@@ -179,18 +198,20 @@ impl<'a> Output<'a> {
         let Some(batch) = self.batch.take() else { return Ok(()) };
         let info = batch.seal(&mut self.buf, end);
         self.covered = end;
-        let result = self.emit(&info);
+        let result = self.emit(&info, true);
         self.batch_hashes.clear();
         self.batch_runs.clear();
         result
     }
 
-    /// Adds the batch just sealed at `batch_start` in `buf` to the current segment, or to a new
-    /// one if it does not fit.
-    fn emit(&mut self, info: &BatchInfo) -> Result<()> {
+    /// Adds the batch just sealed (or copied) at `batch_start` in `buf` to the current segment,
+    /// or to a new one if it does not fit or is not of the same kind (`clean`).
+    fn emit(&mut self, info: &BatchInfo, clean: bool) -> Result<()> {
         let length = u64::from(info.length);
         let starts_new = self.current.as_ref().is_some_and(|c| {
-            c.len + length > self.shape.segment_bytes_max || info.next_offset() - c.base > MAX_SPAN
+            c.len + length > self.shape.segment_bytes_max
+                || info.next_offset() - c.base > MAX_SPAN
+                || c.clean != clean
         });
         if starts_new {
             // The bytes before the batch end the current segment.
@@ -204,6 +225,7 @@ impl<'a> Output<'a> {
             let file = self.fs.open(&path, OpenMode::CreateTruncate).map_err(Self::io("create", &path))?;
             self.current = Some(Current {
                 base,
+                clean,
                 path,
                 file,
                 written: 0,
@@ -264,11 +286,13 @@ impl<'a> Output<'a> {
         for hash in &current.hashes {
             filter.insert(*hash);
         }
-        let summary =
-            current.stats.summary(current.base, current.next_offset, current.len, Some(self.shape.now_ms));
+        let cleaned = current.clean.then_some(self.shape.now_ms);
+        let summary = current.stats.summary(current.base, current.next_offset, current.len, cleaned);
         let index_path = self.dir.join(compacting(&index_name(current.base)));
         self.created.push(index_path.clone());
-        let bytes = crate::index::encode(&summary, &current.entries, &filter.encode(), &current.runs);
+        let (filter_bytes, runs) =
+            if current.clean { (filter.encode(), &current.runs[..]) } else { (Vec::new(), &[][..]) };
+        let bytes = crate::index::encode(&summary, &current.entries, &filter_bytes, runs);
         let index =
             self.fs.open(&index_path, OpenMode::CreateTruncate).map_err(Self::io("create", &index_path))?;
         index.write_all_at(&bytes, 0).map_err(Self::io("write", &index_path))?;
@@ -278,6 +302,7 @@ impl<'a> Output<'a> {
         self.bytes_written += bytes.len() as u64;
         self.written.push(Written {
             base: current.base,
+            clean: current.clean,
             file: current.file,
             summary,
             entries: current.entries,

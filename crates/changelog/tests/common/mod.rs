@@ -306,14 +306,16 @@ pub fn cut_tail_stays_cut() -> Result<(), String> {
 
 /// A `SimFs` whose fsyncs (file and directory) take `delay_us` while it is above zero, as real
 /// ones take 100-250 µs (DESIGN §8), which raises `syncing` when a file fsync starts, and which
-/// can panic in the next file fsync: lets a test hold a group-commit leader inside its fsync, or
-/// open the windows of races between syncs, truncations and readers.
+/// can panic in the next file fsync or in a rename of a path containing a given text: lets a test
+/// hold a group-commit leader inside its fsync, open the windows of races between syncs,
+/// truncations and readers, or interrupt a compaction's install.
 #[derive(Debug, Clone)]
 pub struct SlowFs {
     pub inner: cairn_fs::SimFs,
     pub delay_us: Arc<AtomicU64>,
     pub syncing: Arc<std::sync::atomic::AtomicBool>,
     pub panic_next_sync: Arc<std::sync::atomic::AtomicBool>,
+    pub panic_on_rename_of: Arc<std::sync::Mutex<Option<String>>>,
 }
 
 #[derive(Debug)]
@@ -329,6 +331,7 @@ impl SlowFs {
             delay_us: Arc::new(AtomicU64::new(0)),
             syncing: Arc::default(),
             panic_next_sync: Arc::default(),
+            panic_on_rename_of: Arc::default(),
         }
     }
 
@@ -345,6 +348,11 @@ impl Fs for SlowFs {
         Ok(Box::new(SlowFile { inner: self.inner.open(path, mode)?, fs: self.clone() }))
     }
     fn rename(&self, from: &Path, to: &Path) -> std::io::Result<()> {
+        let doomed =
+            self.panic_on_rename_of.lock().unwrap().take_if(|text| from.to_string_lossy().contains(&**text));
+        if doomed.is_some() {
+            panic!("injected panic in rename of {}", from.display());
+        }
         self.inner.rename(from, to)
     }
     fn remove_file(&self, path: &Path) -> std::io::Result<()> {
