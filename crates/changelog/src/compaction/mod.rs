@@ -144,7 +144,7 @@ impl CompactOptions {
 #[non_exhaustive]
 pub enum Blocked {
     /// Dirty sealed segments at or above the limit (the limit passed, or the durable end if
-    /// lower) wait for it to rise.
+    /// lower), or not yet marked durable by a sync, wait.
     Limit {
         /// The limit the pass used.
         limit: u64,
@@ -370,7 +370,7 @@ pub(crate) fn run(
     let clean_count = below.iter().take_while(|s| summary_of(s).compacted()).count();
     let dirty = below.get(clean_count..).unwrap_or_default();
 
-    // 1. The key map, over as many whole dirty segments as it holds.
+    // 1. The key map, over the dirty records, oldest first, as many as it holds.
     let fs = shared.fs.as_ref();
     let interval = shared.options.index_interval_bytes;
     let dirty_records = dirty.iter().map(|s| summary_of(s).record_count).sum();
@@ -438,16 +438,9 @@ pub(crate) fn run(
         }
         let sealed = sealed_of(segment)?;
         let info = segment.clean_info(fs, sealed, interval)?;
-        let summary = &sealed.summary;
-        let expires = if summary.tombstones == 0 {
-            i64::MAX
-        } else {
-            let first_seen = info.runs.iter().map(|r| r.seen_ms).min().unwrap_or(i64::MIN);
-            horizon.droppable_at(summary.min_tombstone_ts, first_seen)
-        };
         let hit = probes.iter().any(|h| info.filter.may_contain(*h));
         roles.push(Role::Clean);
-        needed.push(hit || expires <= now);
+        needed.push(hit || expiry(&sealed.summary, &info, horizon) <= now);
         infos.push(Some(info));
     }
     let merge_below = options.merge_below_bytes.unwrap_or(shared.options.segment_bytes_max / 4);
@@ -457,13 +450,10 @@ pub(crate) fn run(
         if roles.get(i) == Some(&Role::Clean) && !included.get(i).copied().unwrap_or(false) {
             report.clean_segments_skipped += 1;
             let summary = summary_of(segment);
-            if summary.tombstones > 0 {
-                let first_seen = infos
-                    .get(i)
-                    .and_then(Option::as_ref)
-                    .and_then(|info| info.runs.iter().map(|r| r.seen_ms).min())
-                    .unwrap_or(i64::MIN);
-                pending.add(summary.tombstones, horizon.droppable_at(summary.min_tombstone_ts, first_seen));
+            if let Some(Some(info)) = infos.get(i)
+                && summary.tombstones > 0
+            {
+                pending.add(summary.tombstones, expiry(&summary, info, horizon));
             }
         }
     }
@@ -702,6 +692,16 @@ fn finish(report: &mut CompactionReport, pending: Pending, started: Instant) {
         });
     }
     report.duration = started.elapsed();
+}
+
+/// When the first tombstone of a clean segment may be dropped, at the earliest (`i64::MAX` if it
+/// holds none): its oldest tombstone timestamp, or its earliest first-seen time.
+fn expiry(summary: &crate::index::Summary, info: &CleanInfo, horizon: DeleteHorizon) -> i64 {
+    if summary.tombstones == 0 {
+        return i64::MAX;
+    }
+    let first_seen = info.runs.iter().map(|r| r.seen_ms).min().unwrap_or(i64::MIN);
+    horizon.droppable_at(summary.min_tombstone_ts, first_seen)
 }
 
 /// Which candidates a pass rewrites: those that gain something, and the small ones next to
