@@ -342,133 +342,29 @@ pub(crate) fn batch_len(records: &[Record<'_>]) -> u64 {
     HEADER_LEN as u64 + records.iter().map(|r| record_len(r, first_ts) as u64).sum::<u64>()
 }
 
-/// A batch being built at the end of a buffer; records can be added until it is sealed.
+/// What both kinds of batch builder keep: where the batch starts in its buffer, its base
+/// offset, and what its records hold so far.
 #[derive(Clone, Debug)]
-pub(crate) struct OpenBatch {
-    /// Where the batch starts in the buffer.
-    pub(crate) start: usize,
-    pub(crate) base_offset: u64,
-    pub(crate) count: u32,
-    pub(crate) first_ts: i64,
-    pub(crate) max_ts: i64,
-    tombstones: u32,
-    min_tombstone_ts: i64,
-}
-
-impl OpenBatch {
-    /// Starts a batch at the end of `buf`, for records from `base_offset` on.
-    pub(crate) fn begin(buf: &mut Vec<u8>, base_offset: u64, first_ts: i64) -> OpenBatch {
-        let start = buf.len();
-        buf.resize(start + HEADER_LEN, 0);
-        OpenBatch {
-            start,
-            base_offset,
-            count: 0,
-            first_ts,
-            max_ts: first_ts,
-            tombstones: 0,
-            min_tombstone_ts: i64::MAX,
-        }
-    }
-
-    /// Bytes the batch takes so far.
-    pub(crate) fn len(&self, buf: &[u8]) -> usize {
-        buf.len() - self.start
-    }
-
-    /// Appends a record. The caller has checked that lengths fit the format.
-    pub(crate) fn push(&mut self, buf: &mut Vec<u8>, record: &Record<'_>) {
-        write_varint(buf, zigzag(record.timestamp_ms.wrapping_sub(self.first_ts)));
-        write_varint(buf, record.key.len() as u64);
-        write_varint(buf, record.value.map_or(0, |v| v.len() as u64 + 1));
-        buf.extend_from_slice(record.key);
-        if let Some(value) = record.value {
-            buf.extend_from_slice(value);
-        }
-        self.count += 1;
-        self.max_ts = self.max_ts.max(record.timestamp_ms);
-        if record.value.is_none() {
-            self.tombstones += 1;
-            self.min_tombstone_ts = self.min_tombstone_ts.min(record.timestamp_ms);
-        }
-    }
-
-    /// Fills in the header and checksum. The batch must hold at least one record.
-    pub(crate) fn seal(self, buf: &mut [u8]) -> BatchInfo {
-        let length = (buf.len() - self.start) as u32;
-        let batch = buf.get_mut(self.start..).unwrap_or_default();
-        put_at(batch, 0, &MAGIC.to_le_bytes());
-        put_at(batch, 8, &length.to_le_bytes());
-        put_at(batch, 12, &VERSION.to_le_bytes());
-        put_at(batch, 14, &0u16.to_le_bytes());
-        put_at(batch, 16, &self.base_offset.to_le_bytes());
-        put_at(batch, 24, &self.count.to_le_bytes());
-        put_at(batch, 28, &0u32.to_le_bytes());
-        put_at(batch, 32, &self.first_ts.to_le_bytes());
-        put_at(batch, 40, &self.max_ts.to_le_bytes());
-        let crc = crc32c::crc32c(batch.get(8..).unwrap_or_default());
-        put_at(batch, 4, &crc.to_le_bytes());
-        BatchInfo {
-            length,
-            base_offset: self.base_offset,
-            count: self.count,
-            span: self.count.saturating_sub(1),
-            sparse: false,
-            first_ts: self.first_ts,
-            max_ts: self.max_ts,
-            tombstones: self.tombstones,
-            min_tombstone_ts: self.min_tombstone_ts,
-        }
-    }
-}
-
-/// A sparse batch being built: records at increasing offsets, covering `[base, end)`.
-#[derive(Clone, Debug)]
-pub(crate) struct SparseBatch {
+struct Building {
     start: usize,
     base_offset: u64,
     count: u32,
-    first_ts: Option<i64>,
     max_ts: i64,
     tombstones: u32,
     min_tombstone_ts: i64,
 }
 
-impl SparseBatch {
-    /// Starts a sparse batch at the end of `buf` covering offsets from `base_offset` on.
-    pub(crate) fn begin(buf: &mut Vec<u8>, base_offset: u64) -> SparseBatch {
+impl Building {
+    /// Reserves a header at the end of `buf`.
+    fn begin(buf: &mut Vec<u8>, base_offset: u64, max_ts: i64) -> Building {
         let start = buf.len();
         buf.resize(start + HEADER_LEN, 0);
-        SparseBatch {
-            start,
-            base_offset,
-            count: 0,
-            first_ts: None,
-            max_ts: i64::MIN,
-            tombstones: 0,
-            min_tombstone_ts: i64::MAX,
-        }
+        Building { start, base_offset, count: 0, max_ts, tombstones: 0, min_tombstone_ts: i64::MAX }
     }
 
-    /// Bytes the batch takes so far.
-    pub(crate) fn len(&self, buf: &[u8]) -> usize {
-        buf.len() - self.start
-    }
-
-    pub(crate) fn base_offset(&self) -> u64 {
-        self.base_offset
-    }
-
-    /// The bytes `record` would add at `offset`.
-    pub(crate) fn record_len(&self, record: &Record<'_>, offset: u64) -> usize {
-        varint_len(offset - self.base_offset)
-            + record_len(record, self.first_ts.unwrap_or(record.timestamp_ms))
-    }
-
-    /// Appends `record` at `offset`, above every offset pushed so far and below `base + 2^32`.
-    pub(crate) fn push(&mut self, buf: &mut Vec<u8>, record: &Record<'_>, offset: u64) {
-        let first_ts = *self.first_ts.get_or_insert(record.timestamp_ms);
-        write_varint(buf, offset - self.base_offset);
+    /// Appends a record's fields after any offset delta, its timestamp encoded against
+    /// `first_ts`, and counts it.
+    fn push(&mut self, buf: &mut Vec<u8>, record: &Record<'_>, first_ts: i64) {
         write_varint(buf, zigzag(record.timestamp_ms.wrapping_sub(first_ts)));
         write_varint(buf, record.key.len() as u64);
         write_varint(buf, record.value.map_or(0, |v| v.len() as u64 + 1));
@@ -484,23 +380,21 @@ impl SparseBatch {
         }
     }
 
-    /// Fills in the header: the batch covers offsets up to `end` (exclusive), at most 2^32
-    /// offsets from its base.
-    pub(crate) fn seal(self, buf: &mut [u8], end: u64) -> BatchInfo {
+    /// Fills in the header and the checksum. A sparse batch stores its `span` at byte 28; a
+    /// dense one keeps that word reserved (0).
+    fn seal(self, buf: &mut [u8], sparse: bool, span: u32, first_ts: i64) -> BatchInfo {
         let length = (buf.len() - self.start) as u32;
-        let span = (end - self.base_offset - 1) as u32;
-        let first_ts = self.first_ts.unwrap_or(0);
-        let max_ts = self.max_ts; // i64::MIN for an empty batch: it adds nothing to a segment's
         let batch = buf.get_mut(self.start..).unwrap_or_default();
+        let (flags, word28) = if sparse { (FLAG_SPARSE, span) } else { (0, 0) };
         put_at(batch, 0, &MAGIC.to_le_bytes());
         put_at(batch, 8, &length.to_le_bytes());
         put_at(batch, 12, &VERSION.to_le_bytes());
-        put_at(batch, 14, &FLAG_SPARSE.to_le_bytes());
+        put_at(batch, 14, &flags.to_le_bytes());
         put_at(batch, 16, &self.base_offset.to_le_bytes());
         put_at(batch, 24, &self.count.to_le_bytes());
-        put_at(batch, 28, &span.to_le_bytes());
+        put_at(batch, 28, &word28.to_le_bytes());
         put_at(batch, 32, &first_ts.to_le_bytes());
-        put_at(batch, 40, &max_ts.to_le_bytes());
+        put_at(batch, 40, &self.max_ts.to_le_bytes());
         let crc = crc32c::crc32c(batch.get(8..).unwrap_or_default());
         put_at(batch, 4, &crc.to_le_bytes());
         BatchInfo {
@@ -508,12 +402,86 @@ impl SparseBatch {
             base_offset: self.base_offset,
             count: self.count,
             span,
-            sparse: true,
+            sparse,
             first_ts,
-            max_ts,
+            max_ts: self.max_ts,
             tombstones: self.tombstones,
             min_tombstone_ts: self.min_tombstone_ts,
         }
+    }
+}
+
+/// A batch being built at the end of a buffer; records can be added until it is sealed.
+#[derive(Clone, Debug)]
+pub(crate) struct OpenBatch {
+    building: Building,
+    pub(crate) first_ts: i64,
+}
+
+impl OpenBatch {
+    /// Starts a batch at the end of `buf`, for records from `base_offset` on.
+    pub(crate) fn begin(buf: &mut Vec<u8>, base_offset: u64, first_ts: i64) -> OpenBatch {
+        OpenBatch { building: Building::begin(buf, base_offset, first_ts), first_ts }
+    }
+
+    /// Bytes the batch takes so far.
+    pub(crate) fn len(&self, buf: &[u8]) -> usize {
+        buf.len() - self.building.start
+    }
+
+    /// Appends a record. The caller has checked that lengths fit the format.
+    pub(crate) fn push(&mut self, buf: &mut Vec<u8>, record: &Record<'_>) {
+        self.building.push(buf, record, self.first_ts);
+    }
+
+    /// Fills in the header and checksum. The batch must hold at least one record.
+    pub(crate) fn seal(self, buf: &mut [u8]) -> BatchInfo {
+        let span = self.building.count.saturating_sub(1);
+        self.building.seal(buf, false, span, self.first_ts)
+    }
+}
+
+/// A sparse batch being built: records at increasing offsets, covering `[base, end)`.
+#[derive(Clone, Debug)]
+pub(crate) struct SparseBatch {
+    building: Building,
+    first_ts: Option<i64>,
+}
+
+impl SparseBatch {
+    /// Starts a sparse batch at the end of `buf` covering offsets from `base_offset` on.
+    pub(crate) fn begin(buf: &mut Vec<u8>, base_offset: u64) -> SparseBatch {
+        // An empty batch keeps `i64::MIN` as its largest timestamp: it adds nothing.
+        SparseBatch { building: Building::begin(buf, base_offset, i64::MIN), first_ts: None }
+    }
+
+    /// Bytes the batch takes so far.
+    pub(crate) fn len(&self, buf: &[u8]) -> usize {
+        buf.len() - self.building.start
+    }
+
+    pub(crate) fn base_offset(&self) -> u64 {
+        self.building.base_offset
+    }
+
+    /// The bytes `record` would add at `offset`.
+    pub(crate) fn record_len(&self, record: &Record<'_>, offset: u64) -> usize {
+        varint_len(offset - self.building.base_offset)
+            + record_len(record, self.first_ts.unwrap_or(record.timestamp_ms))
+    }
+
+    /// Appends `record` at `offset`, above every offset pushed so far and below `base + 2^32`.
+    pub(crate) fn push(&mut self, buf: &mut Vec<u8>, record: &Record<'_>, offset: u64) {
+        let first_ts = *self.first_ts.get_or_insert(record.timestamp_ms);
+        write_varint(buf, offset - self.building.base_offset);
+        self.building.push(buf, record, first_ts);
+    }
+
+    /// Fills in the header: the batch covers offsets up to `end` (exclusive), at most 2^32
+    /// offsets from its base.
+    pub(crate) fn seal(self, buf: &mut [u8], end: u64) -> BatchInfo {
+        let span = (end - self.building.base_offset - 1) as u32;
+        self.building.seal(buf, true, span, self.first_ts.unwrap_or(0))
     }
 }
 
