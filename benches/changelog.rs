@@ -13,13 +13,13 @@
 mod common;
 
 use std::io::{BufWriter, Read, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
 use cairn::changelog::{Log, LogOptions, Record};
 use cairn::fs::RealFs;
-use common::Scratch;
+use common::{Scratch, segment_files};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 
 const KEY_BYTES: usize = 16;
@@ -181,11 +181,7 @@ fn read(c: &mut Criterion) {
     }
     log.close().unwrap();
     drop(log);
-    let files: Vec<PathBuf> = std::fs::read_dir(&scratch.0)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "log"))
-        .collect();
+    let files = segment_files(&scratch.0);
     let total: u64 = files.iter().map(|p| std::fs::metadata(p).unwrap().len()).sum();
 
     let mut group = c.benchmark_group("read");

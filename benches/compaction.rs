@@ -13,14 +13,14 @@
 mod common;
 
 use std::io::{Read, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use cairn::changelog::{CompactOptions, CompactionReport, Log, LogOptions, Record};
 use cairn::fs::RealFs;
-use common::Scratch;
+use common::{Scratch, segment_files};
 use criterion::{Criterion, Throughput, criterion_group};
 
 /// Bytes of dirty log per pass: 64 MiB when benchmarking, 2 MiB when `cargo test` runs the
@@ -73,16 +73,6 @@ fn dirty_log(dir: &Path, overwrite_percent: u64) -> (Log, u64) {
     }
     let end = log.sync().unwrap();
     (log, end)
-}
-
-fn segment_files(dir: &Path) -> Vec<PathBuf> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "log"))
-        .collect();
-    files.sort();
-    files
 }
 
 /// One pass over a fresh dirty log: its time and report (writing the log is not timed).
