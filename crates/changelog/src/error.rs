@@ -68,6 +68,15 @@ pub enum CorruptionKind {
         /// The base offset of the segment that should follow.
         expected: u64,
     },
+    /// The bytes at a [`ValueLocation`](crate::ValueLocation) are not the record expected there
+    /// (a stale or damaged location, or damaged bytes): the key before it differs, or the
+    /// location lies outside the segment.
+    LocationMismatch {
+        /// The length of the key expected to end at the location.
+        key_len: u64,
+        /// The value length the location names.
+        value_len: u32,
+    },
     /// The log ends before an offset the caller knows was made durable.
     MissingDurableData {
         /// The end offset the caller knows is durable.
@@ -102,6 +111,9 @@ impl fmt::Display for CorruptionKind {
             }
             CorruptionKind::SegmentMissing { expected } => {
                 write!(f, "the last segment is sealed; the segment starting at offset {expected} is missing")
+            }
+            CorruptionKind::LocationMismatch { key_len, value_len } => {
+                write!(f, "no record with the expected {key_len}-byte key and {value_len}-byte value here")
             }
             CorruptionKind::MissingDurableData { durable_end, found_end } => {
                 write!(f, "log ends at offset {found_end}, but offsets up to {durable_end} were durable")
@@ -175,6 +187,12 @@ pub enum Error {
         /// Where the log was truncated (the lowest cut since the reader last looked).
         end: u64,
     },
+    /// A [`ValueLocation`](crate::ValueLocation) names a segment the
+    /// [`SegmentSet`](crate::SegmentSet) read from does not hold.
+    UnknownSegment {
+        /// The segment named.
+        id: crate::SegmentId,
+    },
     /// Options that cannot work together.
     InvalidOptions {
         /// The option at fault.
@@ -216,6 +234,7 @@ impl Error {
             Error::ReaderTruncated { position, end } => {
                 Error::ReaderTruncated { position: *position, end: *end }
             }
+            Error::UnknownSegment { id } => Error::UnknownSegment { id: *id },
             Error::InvalidOptions { option, reason } => Error::InvalidOptions { option, reason },
         }
     }
@@ -256,6 +275,7 @@ impl fmt::Display for Error {
                     "reader at offset {position} passed offset {end}, where the log was since truncated"
                 )
             }
+            Error::UnknownSegment { id } => write!(f, "segment {id:?} is not in the segment set"),
             Error::InvalidOptions { option, reason } => {
                 write!(f, "invalid option {option}: {reason}")
             }

@@ -46,6 +46,7 @@ mod error;
 mod filter;
 mod group_commit;
 mod index;
+mod locate;
 mod log;
 mod maintenance;
 #[doc(hidden)]
@@ -65,6 +66,7 @@ pub use compaction::{
     RecordMove,
 };
 pub use error::{CorruptionKind, Error, Result};
+pub use locate::{SegmentId, SegmentInfo, SegmentSet, ValueLocation};
 pub use log::Log;
 pub use maintenance::{CompactionLimit, CompactionPolicy, Listener, Maintenance, MaintenanceStatus};
 pub use options::LogOptions;

@@ -18,6 +18,7 @@ use crate::compaction::{self, CompactOptions, CompactionBacklog, CompactionListe
 use crate::error::{Error, Result};
 use crate::group_commit::{CommitError, GroupCommit};
 use crate::index::{Entry, Summary};
+use crate::locate::{SegmentSet, ValueLocation};
 use crate::maintenance::{Control, MaintenanceStatus, Worker};
 use crate::mutants;
 use crate::options::LogOptions;
@@ -219,6 +220,33 @@ impl Log {
     /// pass `u64::MAX` (nothing is appended in either case); [`Error::Io`] if writing or rolling
     /// fails, which poisons the log; [`Error::Poisoned`] or [`Error::Closed`] after that.
     pub fn append_batch(&self, records: &[Record<'_>]) -> Result<Range<u64>> {
+        self.append_inner(records, None)
+    }
+
+    /// [`Log::append_batch`], also pushing onto `locations` where each record's value will lie
+    /// (in order; a tombstone's is empty), for point reads through a [`SegmentSet`] once the
+    /// records are written ([`Log::flush`]). On error nothing is pushed.
+    ///
+    /// # Errors
+    /// As for [`Log::append_batch`].
+    pub fn append_batch_located(
+        &self,
+        records: &[Record<'_>],
+        locations: &mut Vec<ValueLocation>,
+    ) -> Result<Range<u64>> {
+        self.append_inner(records, Some(locations))
+    }
+
+    /// The segments of the log as they are now, for reading values by location.
+    pub fn segment_set(&self) -> SegmentSet {
+        SegmentSet::of(&self.shared.segments())
+    }
+
+    fn append_inner(
+        &self,
+        records: &[Record<'_>],
+        mut locations: Option<&mut Vec<ValueLocation>>,
+    ) -> Result<Range<u64>> {
         let shared = &*self.shared;
         let bytes = batch::batch_len(records);
         let limit = shared.options.batch_limit();
@@ -251,10 +279,21 @@ impl Log {
             w.open = Some(OpenBatch::begin(&mut w.buf, next, first.timestamp_ms));
             w.batch_starts.push((start, next));
         }
-        let Writer { buf, open, .. } = &mut *w;
+        let Writer { buf, open, active, written, .. } = &mut *w;
         if let Some(open) = open.as_mut() {
             for record in records {
                 open.push(buf, record);
+                if let Some(locations) = locations.as_deref_mut() {
+                    // The buffer is written to the file at `written`, whole: the value ends
+                    // where the buffer does. Segments stay below 4 GiB (options check).
+                    let len = record.value.map_or(0, <[u8]>::len);
+                    let position = *written + (buf.len() - len) as u64;
+                    locations.push(ValueLocation {
+                        segment: active.id,
+                        position: position as u32,
+                        len: len as u32,
+                    });
+                }
             }
         }
         let start = w.next_offset;

@@ -14,6 +14,7 @@ use cairn_fs::Mapping;
 
 use crate::batch::{self, BatchInfo};
 use crate::error::{CorruptionKind, Error, Result};
+use crate::locate::{SegmentId, ValueLocation};
 use crate::log::Shared;
 use crate::record::{OwnedRecord, RecordView};
 use crate::segment::{FileScan, Segment, Step};
@@ -122,6 +123,7 @@ impl Reader {
                     info: found.info,
                     skip,
                     file: &cursor.segment.path,
+                    segment: cursor.segment.id,
                     position: found.position,
                 }));
             }
@@ -314,10 +316,26 @@ pub struct BatchView<'a> {
     /// Records at the start of the batch that precede the reader's start offset.
     skip: u32,
     file: &'a Path,
+    segment: SegmentId,
     position: u64,
 }
 
 impl<'a> BatchView<'a> {
+    /// Where the value of `record`, one of this batch's records, lies in the log's files (for
+    /// [`SegmentSet::read_value`](crate::SegmentSet::read_value)); `None` for a record that is
+    /// not from this batch.
+    pub fn value_location(&self, record: &RecordView<'a>) -> Option<ValueLocation> {
+        let start = self.bytes.as_ptr() as usize;
+        let key_end = (record.key.as_ptr() as usize).checked_add(record.key.len())?;
+        let len = record.value.map_or(0, <[u8]>::len);
+        let within = key_end.checked_sub(start)?;
+        if within + len > self.bytes.len() {
+            return None;
+        }
+        let position = u32::try_from(self.position + within as u64).ok()?;
+        Some(ValueLocation { segment: self.segment, position, len: len as u32 })
+    }
+
     /// The offset of the first record this view yields.
     pub fn first_offset(&self) -> u64 {
         if self.info.sparse {
@@ -330,6 +348,11 @@ impl<'a> BatchView<'a> {
     /// offsets compaction emptied at its end).
     pub fn next_offset(&self) -> u64 {
         self.info.next_offset()
+    }
+
+    /// The batch's length in the file, in bytes, header included.
+    pub fn encoded_len(&self) -> u64 {
+        u64::from(self.info.length)
     }
 
     /// How many records this view yields.

@@ -14,6 +14,7 @@ use crate::batch::{self, BatchInfo, HEADER_LEN};
 use crate::error::{CorruptionKind, Error, Result};
 use crate::filter::{KeyFilter, key_hash};
 use crate::index::{Entries, Entry, Header, SeenRun, Summary};
+use crate::locate::SegmentId;
 use crate::sync::{AtomicBool, Mutex, Ordering, lock};
 use crate::watermark::Watermark;
 
@@ -114,6 +115,8 @@ impl Sealed {
 /// One segment file, shared by the writer, the segment list and readers.
 #[derive(Debug)]
 pub(crate) struct Segment {
+    /// Unique to this segment file generation in this process (see [`SegmentId`]).
+    pub(crate) id: SegmentId,
     pub(crate) base: u64,
     pub(crate) path: PathBuf,
     pub(crate) file: Box<dyn File>,
@@ -144,6 +147,7 @@ impl Segment {
         entries: Vec<Entry>,
     ) -> Segment {
         Segment {
+            id: SegmentId::next(),
             base,
             path,
             file,
@@ -157,6 +161,7 @@ impl Segment {
     /// A sealed segment.
     pub(crate) fn sealed(base: u64, path: PathBuf, file: Box<dyn File>, sealed: Sealed) -> Segment {
         let segment = Segment {
+            id: SegmentId::next(),
             base,
             path,
             file,
@@ -202,8 +207,13 @@ impl Segment {
 
     /// The mapped bytes of a sealed segment, mapped on first use.
     pub(crate) fn data(&self, sealed: &Sealed) -> Result<Arc<Mapping>> {
+        self.data_ref(sealed).map(Arc::clone)
+    }
+
+    /// [`Segment::data`], borrowed.
+    pub(crate) fn data_ref<'s>(&self, sealed: &'s Sealed) -> Result<&'s Arc<Mapping>> {
         if let Some(map) = sealed.data.get() {
-            return Ok(Arc::clone(map));
+            return Ok(map);
         }
         let map = self.file.map().map_err(|e| Error::io("map", &self.path, e))?;
         if (map.len() as u64) < sealed.summary.segment_bytes {
@@ -217,7 +227,7 @@ impl Segment {
             ));
         }
         map.advise_sequential();
-        Ok(Arc::clone(sealed.data.get_or_init(|| Arc::new(map))))
+        Ok(sealed.data.get_or_init(|| Arc::new(map)))
     }
 
     /// A batch at or before the one holding `offset`: its byte position and base offset.

@@ -12,7 +12,7 @@
 //! snapshots and other small metadata use [`DurableFile`] directly with their own kind tag.
 
 mod checkpoint;
-mod codec;
+pub mod codec;
 mod durable;
 mod error;
 mod frame;

@@ -35,6 +35,7 @@ use crate::batch::{self, BatchInfo};
 use crate::error::{CorruptionKind, Error, Result};
 use crate::filter::key_hash;
 use crate::index::SeenRun;
+use crate::locate::{SegmentId, SegmentSet, ValueLocation};
 use crate::log::{PoisonOnPanic, Shared};
 use crate::mutants;
 use crate::record::{Record, RecordView, now_ms};
@@ -207,6 +208,11 @@ pub struct CompactionReport {
     pub duration: Duration,
     /// What kept the pass from cleaning more.
     pub blocked: Vec<Blocked>,
+    /// The segments the pass replaced (no longer in the log; a [`SegmentSet`] holding them
+    /// keeps them readable until it drops them).
+    ///
+    /// [`SegmentSet`]: crate::SegmentSet
+    pub replaced_segments: Vec<SegmentId>,
 }
 
 /// How much of a log below a limit offset is clean and how much dirty (from the segments'
@@ -271,6 +277,8 @@ pub struct RecordMove<'a> {
     pub segment_base: u64,
     /// The byte position, in that segment's file, of the batch holding it.
     pub batch_position: u64,
+    /// Where its value now lies, for [`SegmentSet::read_value`](crate::SegmentSet::read_value).
+    pub location: ValueLocation,
 }
 
 /// Hears what compaction passes do: where surviving records moved, so that a caller holding
@@ -282,6 +290,13 @@ pub trait CompactionListener: Send + Sync {
     /// segments). Default `true`.
     fn wants_moves(&self) -> bool {
         true
+    }
+
+    /// A pass installed `installed` (its new segments) in place of the segments `replaced`;
+    /// called before the pass's [`CompactionListener::record_moved`] calls, so that a holder of
+    /// locations can read the new segments as soon as it learns of a move into them.
+    fn segments_installed(&self, installed: &SegmentSet, replaced: &[SegmentId]) {
+        let _ = (installed, replaced);
     }
 
     /// A surviving record in a rewritten segment.
@@ -551,6 +566,7 @@ pub(crate) fn run(
         .filter(|(j, _)| included.get(first + j).copied().unwrap_or(false))
         .map(|(_, s)| s)
         .collect();
+    report.replaced_segments = replaced.iter().map(|s| s.id).collect();
     let record = SwapRecord {
         old: replaced.iter().map(|s| s.base).collect(),
         new: output.written.iter().map(|w| w.base).collect(),
@@ -582,11 +598,12 @@ pub(crate) fn run(
         report.records_after += summary.record_count;
     }
     report.segments_written = new_segments.len();
-    if let Some(listener) = listener
-        && listener.wants_moves()
-    {
-        for segment in &new_segments {
-            report_moves(segment, listener)?;
+    if let Some(listener) = listener {
+        listener.segments_installed(&SegmentSet::of(&new_segments), &report.replaced_segments);
+        if listener.wants_moves() {
+            for segment in &new_segments {
+                report_moves(segment, listener)?;
+            }
         }
     }
     finish(&mut report, pending, started);
@@ -844,11 +861,19 @@ fn report_moves(segment: &Segment, listener: &dyn CompactionListener) -> Result<
             batch::check(rest, expected).map_err(|kind| Error::corruption(&segment.path, position, kind))?;
         for record in batch::Records::new(rest.get(..info.len()).unwrap_or_default(), &info) {
             let record = record.map_err(|kind| Error::corruption(&segment.path, position, kind))?;
+            let key_end = record.key.as_ptr() as usize + record.key.len() - rest.as_ptr() as usize;
+            let location = ValueLocation {
+                segment: segment.id,
+                // Segments stay below 4 GiB (options check).
+                position: (position + key_end as u64) as u32,
+                len: record.value.map_or(0, <[u8]>::len) as u32,
+            };
             listener.record_moved(&RecordMove {
                 key: record.key,
                 offset: record.offset,
                 segment_base: segment.base,
                 batch_position: position,
+                location,
             });
         }
         position += info.length as u64;
