@@ -4,15 +4,17 @@
 //! - [`fs`] (`cairn-fs`): the file-system seam, `RealFs` and the power-loss simulator `SimFs`;
 //! - [`changelog`] (`cairn-changelog`): the segmented, checksummed, append-only log;
 //! - [`checkpoint`] (`cairn-checkpoint`): small durable files replaced atomically, and the
-//!   offsets checkpoint of a task.
+//!   offsets checkpoint of a task;
+//! - [`store`] (`cairn-store`): the key-value store rebuilt from its changelog, with snapshots.
 //!
 //! It also holds the `cairn` command-line tool, the cross-crate tests and the benchmarks.
 
 pub use cairn_changelog as changelog;
 pub use cairn_checkpoint as checkpoint;
+pub use cairn_fs as fs;
+pub use cairn_store as store;
 
 /// The README's examples, compiled and run as doc tests so that they stay true.
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]
 pub struct ReadmeExamples;
-pub use cairn_fs as fs;

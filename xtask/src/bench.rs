@@ -100,6 +100,34 @@ const ROWS: &[Row] = &[
         unit: Unit::BytesPerSec,
         target: ">= 400 MB/s",
     },
+    Row {
+        label: "store put, buffered, 1 M random keys (vs BufWriter of the bytes)",
+        bench: "store/put_100B",
+        baseline: "store/raw_put_100B",
+        unit: Unit::RecordsPerSec(None),
+        target: ">= 1 M/s",
+    },
+    Row {
+        label: "store get, 1 M random keys (vs HashMap)",
+        bench: "store/get_100B",
+        baseline: "store/hashmap_get_100B",
+        unit: Unit::RecordsPerSec(None),
+        target: ">= 3 M/s",
+    },
+    Row {
+        label: "store restore from snapshot, 1 M keys / 1.5 M puts (vs naive replay)",
+        bench: "store/restore_snapshot",
+        baseline: "store/naive_replay_hashmap",
+        unit: Unit::Latency,
+        target: "< 0.5 s",
+    },
+    Row {
+        label: "store restore by full replay (log bytes/s, vs naive replay)",
+        bench: "store/restore_replay",
+        baseline: "store/naive_replay_hashmap",
+        unit: Unit::BytesPerSec,
+        target: ">= 1 GB/s",
+    },
 ];
 
 /// What criterion stored for one bench: the median time per iteration and the throughput.

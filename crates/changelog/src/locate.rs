@@ -55,8 +55,13 @@ pub struct SegmentInfo {
     pub bytes: u64,
     /// Records in a sealed segment (`None` for the active one).
     pub records: Option<u64>,
-    /// When compaction wrote it (milliseconds since the Unix epoch), or `None` if appends did.
+    /// When compaction wrote it (milliseconds since the Unix epoch), or `None` if appends did
+    /// (or if it became the active segment again after a truncation).
     pub compacted_ms: Option<i64>,
+    /// The checksum of its first batch (`None` if it has none, or it could not be read): tells
+    /// a segment compaction rewrote from the one appends wrote at the same base, even after a
+    /// truncation made the rewritten one active again.
+    pub first_batch_crc: Option<u32>,
 }
 
 /// Segments to read values from by [`ValueLocation`], from
@@ -118,6 +123,7 @@ impl SegmentSet {
                     bytes: s.published.load(),
                     records: sealed.map(|x| x.summary.record_count),
                     compacted_ms: sealed.and_then(|x| x.summary.cleaned_ms),
+                    first_batch_crc: first_batch_crc(s),
                 }
             })
             .collect()
@@ -174,4 +180,14 @@ impl SegmentSet {
         }
         Ok(value)
     }
+}
+
+/// The checksum word of a segment's first batch, if it has a whole header's worth of bytes.
+fn first_batch_crc(segment: &Segment) -> Option<u32> {
+    if segment.published.load() < crate::batch::HEADER_LEN as u64 {
+        return None;
+    }
+    let mut word = [0u8; 4];
+    segment.file.read_exact_at(&mut word, 4).ok()?;
+    Some(u32::from_le_bytes(word))
 }

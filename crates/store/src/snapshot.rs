@@ -61,6 +61,7 @@ pub(crate) struct SegmentRecord {
     pub(crate) bytes: u64,
     pub(crate) records: Option<u64>,
     pub(crate) compacted_ms: Option<i64>,
+    pub(crate) first_batch_crc: Option<u32>,
 }
 
 impl SegmentRecord {
@@ -71,13 +72,19 @@ impl SegmentRecord {
             bytes: info.bytes,
             records: info.records,
             compacted_ms: info.compacted_ms,
+            first_batch_crc: info.first_batch_crc,
         }
     }
 
     /// Whether `current` is the segment this record describes, or its continuation (an active
     /// segment that grew or was sealed since): locations into it are still valid.
     pub(crate) fn same_as(&self, current: &SegmentInfo) -> bool {
-        let same_file = self.base_offset == current.base_offset && self.compacted_ms == current.compacted_ms;
+        // The first batch's checksum tells a compacted rewrite from the appended original even
+        // when a truncation made the rewrite active again (its compaction time is then lost).
+        let same_file = self.base_offset == current.base_offset
+            && self.compacted_ms == current.compacted_ms
+            && self.first_batch_crc.is_some()
+            && self.first_batch_crc == current.first_batch_crc;
         if self.sealed {
             same_file && current.sealed && current.bytes == self.bytes && current.records == self.records
         } else {

@@ -408,3 +408,16 @@ fn gets_keep_working_during_background_compaction() {
     assert!(status.compactions > 0, "{status:?}");
     assert_eq!(contents(&store), model);
 }
+
+#[test]
+fn a_roll_back_after_a_compaction_that_reactivated_the_snapshot_segment_relocates() {
+    use common::Op;
+    let ops = vec![
+        Op::Put(b"a".to_vec(), Vec::new()),
+        Op::Snapshot,
+        Op::Compact(705379994781685939),
+        Op::Put(b"a".to_vec(), Vec::new()),
+        Op::ReopenAt(0),
+    ];
+    common::check(&ops, &small_options());
+}
