@@ -110,7 +110,7 @@ pub(crate) fn open(fs: &dyn Fs, dir: &Path, options: &LogOptions) -> Result<Reco
     };
     if !fs.exists(dir).map_err(io("stat", dir))? {
         missing_durable(0)?;
-        create_dirs(fs, dir)?;
+        cairn_fs::create_dir_durably(fs, dir).map_err(|e| Error::io(e.op, e.path, e.source))?;
     }
     let lock_path = dir.join(LOCK_NAME);
     let lock = fs.lock_file(&lock_path).map_err(|e| match e.kind() {
@@ -362,29 +362,6 @@ struct Opened {
     file: Box<dyn File>,
     len: u64,
     header: Option<index::Header>,
-}
-
-/// Creates `dir` and its missing parents, making each new entry durable: the parent of every
-/// directory created is fsynced, from the first one that existed down.
-fn create_dirs(fs: &dyn Fs, dir: &Path) -> Result<()> {
-    let mut created = Vec::new();
-    let mut at = dir;
-    while !fs.exists(at).map_err(io("stat", at))? {
-        created.push(at);
-        match at.parent() {
-            Some(parent) if !parent.as_os_str().is_empty() => at = parent,
-            _ => break,
-        }
-    }
-    fs.create_dir_all(dir).map_err(io("create_dir", dir))?;
-    for new in created.iter().rev() {
-        let parent = match new.parent() {
-            Some(parent) if !parent.as_os_str().is_empty() => parent,
-            _ => Path::new("."),
-        };
-        fs.sync_dir(parent).map_err(io("sync_dir", parent))?;
-    }
-    Ok(())
 }
 
 /// The files of a log directory, by kind.

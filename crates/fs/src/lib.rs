@@ -239,3 +239,44 @@ pub trait File: Send + Sync + fmt::Debug {
         Ok(())
     }
 }
+
+/// A step of [`create_dir_durably`] that failed: the operation, its path, and the error.
+#[derive(Debug)]
+pub struct DirStepError {
+    /// `"stat"`, `"create_dir"` or `"sync_dir"`.
+    pub op: &'static str,
+    /// The directory the step was on.
+    pub path: std::path::PathBuf,
+    /// The underlying error.
+    pub source: io::Error,
+}
+
+/// Creates `dir` and its missing parents, making each new entry durable: the parent of every
+/// directory created is fsynced, from the first one that existed down, so that a crash cannot
+/// lose a new directory (and the files later synced in it).
+///
+/// # Errors
+/// The failed step, with its path.
+pub fn create_dir_durably(fs: &dyn Fs, dir: &Path) -> Result<(), DirStepError> {
+    fn fail<'p>(op: &'static str, path: &'p Path) -> impl FnOnce(io::Error) -> DirStepError + 'p {
+        move |source| DirStepError { op, path: path.to_path_buf(), source }
+    }
+    let mut created = Vec::new();
+    let mut at = dir;
+    while !fs.exists(at).map_err(fail("stat", at))? {
+        created.push(at);
+        match at.parent() {
+            Some(parent) if !parent.as_os_str().is_empty() => at = parent,
+            _ => break,
+        }
+    }
+    fs.create_dir_all(dir).map_err(fail("create_dir", dir))?;
+    for new in created.iter().rev() {
+        let parent = match new.parent() {
+            Some(parent) if !parent.as_os_str().is_empty() => parent,
+            _ => Path::new("."),
+        };
+        fs.sync_dir(parent).map_err(fail("sync_dir", parent))?;
+    }
+    Ok(())
+}

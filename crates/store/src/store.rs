@@ -153,7 +153,8 @@ impl Store {
     fn open_inner(fs: Arc<dyn Fs>, dir: &Path, options: StoreOptions, at: Option<u64>) -> Result<Store> {
         options.validate()?;
         let snapshots = dir.join(SNAPSHOT_DIR);
-        create_dir_durably(fs.as_ref(), &snapshots)?;
+        cairn_fs::create_dir_durably(fs.as_ref(), &snapshots)
+            .map_err(|e| Error::io(e.op, e.path, e.source))?;
         let shared = Arc::new(Shared::default());
         let mut log_options = options.log.clone();
         if let Some(mut maintenance) = options.compaction.clone() {
@@ -537,26 +538,6 @@ pub(crate) fn read_slot(segments: &SegmentSet, key: &[u8], slot: Option<&Slot>) 
             panic!("broken invariant: the snapshot entry of offset {offset} outlived restore unresolved")
         }
     }
-}
-
-/// Creates `path` and its missing parents, and syncs the parent of each directory created, so
-/// that a crash cannot lose a directory (and the files later synced in it).
-fn create_dir_durably(fs: &dyn Fs, path: &Path) -> Result<()> {
-    let mut missing = Vec::new();
-    let mut at = Some(path);
-    while let Some(p) = at.filter(|p| !p.as_os_str().is_empty()) {
-        if fs.exists(p).map_err(|e| Error::io("stat", p, e))? {
-            break;
-        }
-        missing.push(p.to_path_buf());
-        at = p.parent();
-    }
-    fs.create_dir_all(path).map_err(|e| Error::io("create_dir", path, e))?;
-    for created in missing.iter().rev() {
-        let parent = created.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-        fs.sync_dir(parent).map_err(|e| Error::io("sync_dir", parent, e))?;
-    }
-    Ok(())
 }
 
 /// The bytes a record takes in a batch, at most (three varints of up to 10 bytes).
