@@ -4,7 +4,8 @@
 //! - `store/put_100B` (buffered puts, flushed into the changelog as the write buffer fills)
 //!   against `store/raw_put_100B`: the same key and value bytes written with a `BufWriter`.
 //! - `store/get_100B` (random gets of present keys, values read through the mapped segments)
-//!   against `store/hashmap_get_100B`: a `HashMap<Vec<u8>, Vec<u8>>` holding every value.
+//!   and `store/get_100B_cached` (the same, with a value cache holding every value) against
+//!   `store/hashmap_get_100B`: a `HashMap<Vec<u8>, Vec<u8>>` holding every value.
 //! - `store/restore_snapshot` and `store/restore_replay`: opening a store of 1 M keys after
 //!   1.5 M puts, from its snapshot or by replaying the whole changelog, against
 //!   `store/naive_replay_hashmap`: reading the same changelog into a `HashMap`.
@@ -121,6 +122,20 @@ fn bench_get(c: &mut Criterion) {
             }
         });
     });
+    store.close().unwrap();
+    // The same store with a value cache large enough for every value (after the first pass,
+    // every read is a hit: the cache's best case).
+    let mut options = StoreOptions::default();
+    options.value_cache_bytes = 512 << 20;
+    let cached = Store::open(fs(), &scratch.0, options).unwrap();
+    group.bench_function("get_100B_cached", |b| {
+        b.iter(|| {
+            for &i in &order {
+                assert_eq!(cached.get(&key(i)).unwrap().unwrap().len(), 100);
+            }
+        });
+    });
+    drop(cached);
     group.bench_function("hashmap_get_100B", |b| {
         b.iter(|| {
             for &i in &order {

@@ -115,6 +115,13 @@ const ROWS: &[Row] = &[
         target: ">= 3 M/s",
     },
     Row {
+        label: "store get with a value cache holding every value (vs HashMap)",
+        bench: "store/get_100B_cached",
+        baseline: "store/hashmap_get_100B",
+        unit: Unit::RecordsPerSec(None),
+        target: "",
+    },
+    Row {
         label: "store restore from snapshot, 1 M keys / 1.5 M puts (vs naive replay)",
         bench: "store/restore_snapshot",
         baseline: "store/naive_replay_hashmap",

@@ -14,7 +14,7 @@ use cairn_changelog::{
     CompactionListener, CompactionReport, RecordMove, SegmentId, SegmentSet, ValueLocation,
 };
 
-use crate::index::Slot;
+use crate::index::{KeyBytes, Slot};
 use crate::store::Shared;
 
 /// Moves applied per acquisition of the write lock, so that gets go on during a big pass.
@@ -46,7 +46,7 @@ impl Follower {
         let mut state = shared.write();
         let index = Arc::make_mut(&mut state.index);
         for (key, offset, at) in moves.drain(..) {
-            if let Some(slot) = index.get_mut(&*key)
+            if let Some(slot) = index.get_mut(KeyBytes::new(&key))
                 && matches!(slot, Slot::Logged { offset: o, .. } if *o == offset)
             {
                 *slot = Slot::Logged { offset, at };
@@ -67,6 +67,9 @@ impl CompactionListener for Follower {
     }
 
     fn record_moved(&self, moved: &RecordMove<'_>) {
+        if crate::mutants::active(crate::mutants::FOLLOWER_DROPS_MOVES) {
+            return;
+        }
         let mut pass = self.pass();
         pass.moves.push((moved.key.into(), moved.offset, moved.location));
         if pass.moves.len() >= MOVES_PER_LOCK

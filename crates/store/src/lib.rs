@@ -23,9 +23,12 @@
 //!
 //! All file I/O goes through [`cairn_fs::Fs`], so the power-loss simulator sees it.
 
+mod cache;
 mod error;
 mod follow;
 mod index;
+#[doc(hidden)]
+pub mod mutants;
 mod options;
 mod restore;
 mod snapshot;

@@ -42,6 +42,13 @@ pub struct StoreOptions {
     pub compaction: Option<Maintenance>,
     /// Called as restore progresses. Default `None`.
     pub on_restore_progress: Option<ProgressListener>,
+    /// Bytes of values kept in memory for point reads ([`Store::get`](crate::Store::get),
+    /// [`Store::get_all`](crate::Store::get_all) and a view's `get`), beside the operating
+    /// system's page cache of the mapped segments. Values are cached by where they lie in the
+    /// changelog, so an entry is never stale; iteration bypasses the cache. Worth it for hot
+    /// keys whose values are in the active segment (read with a system call, not a mapping)
+    /// or when the page cache is under pressure. Default 0: no cache.
+    pub value_cache_bytes: usize,
 }
 
 impl Default for StoreOptions {
@@ -57,6 +64,7 @@ impl Default for StoreOptions {
             restore_from_snapshots: true,
             compaction: None,
             on_restore_progress: None,
+            value_cache_bytes: 0,
         }
     }
 }

@@ -7,9 +7,10 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use cairn_changelog::{CompactOptions, CompactionReport, Listener, Log, Record, SegmentSet, ValueLocation};
 use cairn_fs::Fs;
 
+use crate::cache::ValueCache;
 use crate::error::{Error, Result};
 use crate::follow::Follower;
-use crate::index::{Index, Key, Slot};
+use crate::index::{Index, Key, KeyBytes, Slot};
 use crate::options::StoreOptions;
 use crate::restore::{self, RestoreReport};
 use crate::snapshot::{self, SnapshotInfo};
@@ -69,6 +70,7 @@ pub struct Store {
     pending_bytes: usize,
     report: RestoreReport,
     poison: Option<Arc<Error>>,
+    cache: Option<Arc<ValueCache>>,
 }
 
 impl std::fmt::Debug for Store {
@@ -153,8 +155,12 @@ impl Store {
     fn open_inner(fs: Arc<dyn Fs>, dir: &Path, options: StoreOptions, at: Option<u64>) -> Result<Store> {
         options.validate()?;
         let snapshots = dir.join(SNAPSHOT_DIR);
-        cairn_fs::create_dir_durably(fs.as_ref(), &snapshots)
-            .map_err(|e| Error::io(e.op, e.path, e.source))?;
+        if crate::mutants::active(crate::mutants::STORE_DIR_NOT_DURABLE) {
+            fs.create_dir_all(&snapshots).map_err(|e| Error::io("create directory", &snapshots, e))?;
+        } else {
+            cairn_fs::create_dir_durably(fs.as_ref(), &snapshots)
+                .map_err(|e| Error::io(e.op, e.path, e.source))?;
+        }
         let shared = Arc::new(Shared::default());
         let mut log_options = options.log.clone();
         if let Some(mut maintenance) = options.compaction.clone() {
@@ -175,6 +181,7 @@ impl Store {
             snapshot::remove_above(fs.as_ref(), &snapshots, log.end_offset())?;
         }
         let (state, report) = restore::restore(&fs, &snapshots, &log, &options)?;
+        let options_cache_bytes = options.value_cache_bytes;
         *shared.write() = state;
         Ok(Store {
             fs,
@@ -186,6 +193,7 @@ impl Store {
             pending_bytes: 0,
             report,
             poison: None,
+            cache: (options_cache_bytes > 0).then(|| Arc::new(ValueCache::new(options_cache_bytes))),
         })
     }
 
@@ -270,7 +278,7 @@ impl Store {
         self.check_usable()?;
         self.check_key(key)?;
         let state = self.shared.read();
-        read_slot(&state.segments, key, state.index.get(key))
+        read_slot(&state.segments, self.cache.as_deref(), key, state.index.get(KeyBytes::new(key)))
     }
 
     /// The values of `keys`, in their order (`None` for a key not present).
@@ -281,7 +289,12 @@ impl Store {
         self.check_usable()?;
         keys.iter().try_for_each(|k| self.check_key(k.as_ref()))?;
         let state = self.shared.read();
-        keys.iter().map(|k| read_slot(&state.segments, k.as_ref(), state.index.get(k.as_ref()))).collect()
+        let cache = self.cache.as_deref();
+        keys.iter()
+            .map(|k| {
+                read_slot(&state.segments, cache, k.as_ref(), state.index.get(KeyBytes::new(k.as_ref())))
+            })
+            .collect()
     }
 
     /// Sets `key` to `value`.
@@ -350,14 +363,14 @@ impl Store {
             let mut state = self.shared.write();
             let index = Arc::make_mut(&mut state.index);
             for (i, (key, value)) in writes.iter().enumerate() {
-                let key: Key = Arc::from(*key);
+                let key = Key::new(key);
                 let value: Option<Arc<[u8]>> = value.map(Arc::from);
                 match &value {
                     Some(v) => {
-                        index.insert(Arc::clone(&key), Slot::Pending(Arc::clone(v)));
+                        index.insert(key.clone(), Slot::Pending(Arc::clone(v)));
                     }
                     None => {
-                        index.remove(&*key);
+                        index.remove(KeyBytes::new(key.as_bytes()));
                     }
                 }
                 self.pending.push(PendingWrite { key, value, ends_group: i == last });
@@ -427,7 +440,7 @@ impl Store {
         for ((write, at), offset) in pending.iter().zip(&locations).zip(&offsets) {
             let Some(value) = &write.value else { continue };
             // Unless a later write (still pending) replaced it.
-            if let Some(slot) = index.get_mut(&*write.key)
+            if let Some(slot) = index.get_mut(KeyBytes::new(write.key.as_bytes()))
                 && matches!(slot, Slot::Pending(v) if Arc::ptr_eq(v, value))
             {
                 *slot = Slot::Logged { offset: *offset, at: *at };
@@ -458,7 +471,7 @@ impl Store {
     pub fn view(&self) -> Result<ReadView> {
         self.check_usable()?;
         let state = self.shared.read();
-        Ok(ReadView::new(state.clone(), self.options.key_bytes_max))
+        Ok(ReadView::new(state.clone(), self.cache.clone(), self.options.key_bytes_max))
     }
 
     /// The entries with keys in `[from, to)`, in byte order, as of now (over a
@@ -526,13 +539,25 @@ impl Store {
 }
 
 /// The value a slot holds or points at.
-pub(crate) fn read_slot(segments: &SegmentSet, key: &[u8], slot: Option<&Slot>) -> Result<Option<Vec<u8>>> {
+pub(crate) fn read_slot(
+    segments: &SegmentSet,
+    cache: Option<&ValueCache>,
+    key: &[u8],
+    slot: Option<&Slot>,
+) -> Result<Option<Vec<u8>>> {
     match slot {
         None => Ok(None),
         Some(Slot::Pending(value)) => Ok(Some(value.to_vec())),
         Some(Slot::Logged { at, .. }) => {
+            if let Some(value) = cache.and_then(|c| c.get(at)) {
+                return Ok(Some(value.to_vec()));
+            }
             let mut scratch = Vec::new();
-            Ok(Some(segments.read_value(*at, key, &mut scratch)?.to_vec()))
+            let value = segments.read_value(*at, key, &mut scratch)?;
+            if let Some(cache) = cache {
+                cache.insert(*at, value);
+            }
+            Ok(Some(value.to_vec()))
         }
         Some(Slot::Unresolved { offset }) => {
             panic!("broken invariant: the snapshot entry of offset {offset} outlived restore unresolved")

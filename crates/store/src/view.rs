@@ -1,10 +1,12 @@
 //! Consistent read views and range iterators.
 
 use std::ops::Bound;
-use std::sync::Arc;
 
 use crate::error::{Error, Result};
-use crate::index::{Key, Slot};
+use crate::index::{Key, KeyBytes, Slot};
+use std::sync::Arc;
+
+use crate::cache::ValueCache;
 use crate::store::{State, read_slot};
 
 /// Entries the iterator copies out of the index at a time.
@@ -16,12 +18,13 @@ const CHUNK: usize = 256;
 #[derive(Clone, Debug)]
 pub struct ReadView {
     state: State,
+    cache: Option<Arc<ValueCache>>,
     key_bytes_max: usize,
 }
 
 impl ReadView {
-    pub(crate) fn new(state: State, key_bytes_max: usize) -> ReadView {
-        ReadView { state, key_bytes_max }
+    pub(crate) fn new(state: State, cache: Option<Arc<ValueCache>>, key_bytes_max: usize) -> ReadView {
+        ReadView { state, cache, key_bytes_max }
     }
 
     /// The value of `key` in the view, or `None`.
@@ -35,7 +38,7 @@ impl ReadView {
         if key.len() > self.key_bytes_max {
             return Err(Error::KeyTooLarge { bytes: key.len(), max: self.key_bytes_max });
         }
-        read_slot(&self.state.segments, key, self.state.index.get(key))
+        read_slot(&self.state.segments, self.cache.as_deref(), key, self.state.index.get(KeyBytes::new(key)))
     }
 
     /// Keys in the view.
@@ -56,7 +59,7 @@ impl ReadView {
         if from > to {
             return Err(Error::InvalidRange);
         }
-        Ok(Entries::new(self.clone(), Bound::Included(Arc::from(from)), Some(Arc::from(to))))
+        Ok(Entries::new(self.clone(), Bound::Included(Key::new(from)), Some(Key::new(to))))
     }
 
     /// Every entry, in key byte order.
@@ -85,7 +88,7 @@ impl Entries {
 
     fn refill(&mut self) {
         let upper = match &self.to {
-            Some(to) => Bound::Excluded(Arc::clone(to)),
+            Some(to) => Bound::Excluded(to.clone()),
             None => Bound::Unbounded,
         };
         let index = &self.view.state.index;
@@ -96,10 +99,10 @@ impl Entries {
         let chunk: Vec<(Key, Slot)> = index
             .range::<Key, _>((self.next.clone(), upper))
             .take(CHUNK)
-            .map(|(k, s)| (Arc::clone(k), s.clone()))
+            .map(|(k, s)| (k.clone(), s.clone()))
             .collect();
         match chunk.last() {
-            Some((last, _)) => self.next = Bound::Excluded(Arc::clone(last)),
+            Some((last, _)) => self.next = Bound::Excluded(last.clone()),
             None => self.done = true,
         }
         if chunk.len() < CHUNK {
@@ -115,8 +118,8 @@ impl Iterator for Entries {
     fn next(&mut self) -> Option<Self::Item> {
         loop {
             if let Some((key, slot)) = self.chunk.next() {
-                return match read_slot(&self.view.state.segments, &key, Some(&slot)) {
-                    Ok(Some(value)) => Some(Ok((key.to_vec(), value))),
+                return match read_slot(&self.view.state.segments, None, key.as_bytes(), Some(&slot)) {
+                    Ok(Some(value)) => Some(Ok((key.as_bytes().to_vec(), value))),
                     Ok(None) => continue,
                     Err(e) => {
                         self.done = true;

@@ -411,13 +411,10 @@ fn gets_keep_working_during_background_compaction() {
 
 #[test]
 fn a_roll_back_after_a_compaction_that_reactivated_the_snapshot_segment_relocates() {
-    use common::Op;
-    let ops = vec![
-        Op::Put(b"a".to_vec(), Vec::new()),
-        Op::Snapshot,
-        Op::Compact(705379994781685939),
-        Op::Put(b"a".to_vec(), Vec::new()),
-        Op::ReopenAt(0),
-    ];
-    common::check(&ops, &small_options());
+    common::probes::roll_back_after_a_compaction_that_reactivated_the_snapshot_segment();
+}
+
+#[test]
+fn the_value_cache_tells_apart_equal_positions_in_different_segments() {
+    common::probes::value_cache_tells_apart_equal_positions_in_different_segments();
 }

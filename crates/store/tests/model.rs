@@ -4,51 +4,31 @@
 
 mod common;
 
-use common::{Op, check, small_options};
+use common::strategy::ops;
+use common::{check, small_options};
 use proptest::prelude::*;
-
-fn key() -> impl Strategy<Value = Vec<u8>> {
-    // Few keys, so that they are overwritten, deleted and compacted; some longer.
-    prop_oneof![
-        4 => (0u8..12).prop_map(|k| vec![b'a' + k]),
-        1 => (0u8..12, 1usize..40).prop_map(|(k, n)| vec![b'a' + k; n]),
-    ]
-}
-
-fn value() -> impl Strategy<Value = Vec<u8>> {
-    prop::collection::vec(any::<u8>(), 0..120)
-}
-
-fn op() -> impl Strategy<Value = Op> {
-    prop_oneof![
-        12 => (key(), value()).prop_map(|(k, v)| Op::Put(k, v)),
-        3 => key().prop_map(Op::Delete),
-        2 => prop::collection::vec((key(), value()), 1..6).prop_map(Op::PutAll),
-        1 => prop::collection::vec(key(), 1..4).prop_map(Op::DeleteAll),
-        4 => key().prop_map(Op::Get),
-        2 => (key(), key()).prop_map(|(a, b)| Op::Range(a, b)),
-        2 => Just(Op::Flush),
-        1 => Just(Op::Sync),
-        1 => any::<usize>().prop_map(Op::Compact),
-        1 => Just(Op::Snapshot),
-        1 => Just(Op::Reopen),
-        1 => any::<usize>().prop_map(Op::ReopenAt),
-        1 => (0u8..6).prop_map(Op::ViewThenWrites),
-    ]
-}
 
 proptest! {
     #![proptest_config(ProptestConfig { cases: 96, ..ProptestConfig::default() })]
 
     #[test]
-    fn store_matches_the_model(ops in prop::collection::vec(op(), 1..120)) {
+    fn store_matches_the_model(ops in ops(120)) {
         check(&ops, &small_options());
     }
 
     #[test]
-    fn store_matches_the_model_without_snapshots(ops in prop::collection::vec(op(), 1..80)) {
+    fn store_matches_the_model_without_snapshots(ops in ops(80)) {
         let mut options = small_options();
         options.restore_from_snapshots = false;
+        check(&ops, &options);
+    }
+
+    /// With a value cache small enough to evict: cached values must never outlive a change of
+    /// the key's value, a compaction that moves it, or a roll-back that rewrites its segment.
+    #[test]
+    fn store_matches_the_model_with_a_value_cache(ops in ops(120)) {
+        let mut options = small_options();
+        options.value_cache_bytes = 16 * 8 * 300;
         check(&ops, &options);
     }
 }

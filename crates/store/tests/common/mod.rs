@@ -8,6 +8,10 @@ use cairn_changelog::CompactOptions;
 use cairn_fs::{Fs, SimFs};
 use cairn_store::{Store, StoreOptions};
 
+pub mod probes;
+pub mod strategy;
+pub mod sweep;
+
 pub type Model = BTreeMap<Vec<u8>, Vec<u8>>;
 
 /// One step of a workload.
