@@ -3,7 +3,9 @@
 //!
 //! A [`Store`] keeps every key in memory, in byte order, with where its latest value lives: a
 //! write not yet in the changelog holds its value, a flushed one points at the value's bytes in
-//! a changelog segment (Bitcask's key directory), so state can be larger than memory. Writes are
+//! a changelog segment (Bitcask's key directory), so state can be larger than memory; values
+//! come through the operating system's page cache, plus an optional bounded cache of their own
+//! ([`StoreOptions::value_cache_bytes`]). Writes are
 //! visible at once, reach the changelog on [`Store::flush`] and are durable after
 //! [`Store::sync`]; [`Store::put_all`] and [`Store::delete_all`] are atomic. [`Store::view`]
 //! gives a consistent read view that later writes do not change; [`Store::range`] iterates

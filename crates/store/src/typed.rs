@@ -1,5 +1,6 @@
 //! [`TypedStore`]: keys and values as serde types over a byte [`Store`].
 
+use std::borrow::BorrowMut;
 use std::marker::PhantomData;
 
 use cairn_checkpoint::codec::{self, Flavour};
@@ -35,9 +36,12 @@ use crate::view::Entries;
 /// # Ok(())
 /// # }
 /// ```
+///
+/// The store is held as `S`: a `Store` (owned, the default) or a `&mut Store` (borrowed, as
+/// the task runtime's context hands it out).
 #[derive(Debug)]
-pub struct TypedStore<K, V> {
-    store: Store,
+pub struct TypedStore<K, V, S = Store> {
+    store: S,
     _types: PhantomData<fn() -> (K, V)>,
 }
 
@@ -49,24 +53,29 @@ fn decode<T: DeserializeOwned>(bytes: &[u8], flavour: Flavour, what: &'static st
     codec::decode_as(bytes, flavour).map_err(|source| Error::Codec { what, source })
 }
 
-impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> TypedStore<K, V> {
+impl<K, V, S> TypedStore<K, V, S>
+where
+    K: Serialize + DeserializeOwned,
+    V: Serialize + DeserializeOwned,
+    S: BorrowMut<Store>,
+{
     /// Typed access to `store`.
-    pub fn new(store: Store) -> TypedStore<K, V> {
+    pub fn new(store: S) -> TypedStore<K, V, S> {
         TypedStore { store, _types: PhantomData }
     }
 
     /// The byte store underneath.
     pub fn store(&self) -> &Store {
-        &self.store
+        self.store.borrow()
     }
 
     /// The byte store underneath, for flush, sync, snapshots and compaction.
     pub fn store_mut(&mut self) -> &mut Store {
-        &mut self.store
+        self.store.borrow_mut()
     }
 
     /// The byte store back.
-    pub fn into_inner(self) -> Store {
+    pub fn into_inner(self) -> S {
         self.store
     }
 
@@ -77,7 +86,7 @@ impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> TypedStor
     /// [`Store::get`].
     pub fn get(&self, key: &K) -> Result<Option<V>> {
         let key = encode(key, Flavour::Ordered, "encode key")?;
-        match self.store.get(&key)? {
+        match self.store().get(&key)? {
             Some(value) => Ok(Some(decode(&value, Flavour::Standard, "decode value")?)),
             None => Ok(None),
         }
@@ -90,7 +99,7 @@ impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> TypedStor
     pub fn put(&mut self, key: &K, value: &V) -> Result<()> {
         let key = encode(key, Flavour::Ordered, "encode key")?;
         let value = encode(value, Flavour::Standard, "encode value")?;
-        self.store.put(&key, &value)
+        self.store_mut().put(&key, &value)
     }
 
     /// Sets every key to its value, atomically.
@@ -107,7 +116,7 @@ impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> TypedStor
                 ))
             })
             .collect::<Result<Vec<_>>>()?;
-        self.store.put_all(&encoded)
+        self.store_mut().put_all(&encoded)
     }
 
     /// Removes `key`.
@@ -116,7 +125,7 @@ impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> TypedStor
     /// As for [`TypedStore::put`].
     pub fn delete(&mut self, key: &K) -> Result<()> {
         let key = encode(key, Flavour::Ordered, "encode key")?;
-        self.store.delete(&key)
+        self.store_mut().delete(&key)
     }
 
     /// Removes every key, atomically.
@@ -126,7 +135,7 @@ impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> TypedStor
     pub fn delete_all(&mut self, keys: &[K]) -> Result<()> {
         let keys =
             keys.iter().map(|k| encode(k, Flavour::Ordered, "encode key")).collect::<Result<Vec<_>>>()?;
-        self.store.delete_all(&keys)
+        self.store_mut().delete_all(&keys)
     }
 
     /// The entries with encoded keys in `[from, to)`, in byte order (see the type's
@@ -137,7 +146,7 @@ impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> TypedStor
     pub fn range(&self, from: &K, to: &K) -> Result<TypedEntries<K, V>> {
         let from = encode(from, Flavour::Ordered, "encode key")?;
         let to = encode(to, Flavour::Ordered, "encode key")?;
-        Ok(TypedEntries { inner: self.store.range(&from, &to)?, _types: PhantomData })
+        Ok(TypedEntries { inner: self.store().range(&from, &to)?, _types: PhantomData })
     }
 
     /// Every entry, in encoded key order.
@@ -145,7 +154,7 @@ impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> TypedStor
     /// # Errors
     /// As for [`Store::iter`].
     pub fn iter(&self) -> Result<TypedEntries<K, V>> {
-        Ok(TypedEntries { inner: self.store.iter()?, _types: PhantomData })
+        Ok(TypedEntries { inner: self.store().iter()?, _types: PhantomData })
     }
 }
 

@@ -1,0 +1,202 @@
+//! The runtime end to end on the simulator: exactly-once state and outputs through crashes at
+//! every sync point (DESIGN P8), the commit order, and bad inputs with typed errors.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, missing_docs)]
+
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+
+use cairn_fs::{Fs, OpenMode, SimFs};
+use cairn_task::{Error, Runtime, Stopped, TaskRunner};
+use common::{CountTask, Points, check_consistent, config, write_inputs};
+
+fn sim() -> (SimFs, Arc<dyn Fs>) {
+    let sim = SimFs::new(4);
+    let fs: Arc<dyn Fs> = Arc::new(sim.clone());
+    (sim, fs)
+}
+
+#[test]
+fn a_run_reaches_the_reference_fold_and_reopens_where_it_stopped() {
+    let (_sim, fs) = sim();
+    write_inputs(&fs, 300);
+    let mut runner = TaskRunner::open(Arc::clone(&fs), config(50), CountTask).unwrap();
+    assert_eq!(runner.run_to_end(&AtomicBool::new(false)).unwrap(), Stopped::InputsExhausted);
+    check_consistent(&runner).unwrap();
+    assert!(runner.metrics().commits >= 12, "{:?}", runner.metrics());
+    assert_eq!(runner.metrics().messages, 600);
+    let checkpoint = runner.checkpoint().unwrap().clone();
+    drop(runner);
+    let runner = TaskRunner::open(Arc::clone(&fs), config(50), CountTask).unwrap();
+    assert_eq!(runner.metrics().recovered_checkpoint, Some(checkpoint.id));
+    assert_eq!(runner.positions()["in-0"], 300);
+    check_consistent(&runner).unwrap();
+}
+
+#[test]
+fn every_crash_image_recovers_the_last_commit_and_finishes_exactly_once() {
+    match common::crash_sweep(60, 7, 2, Points::Syncs) {
+        Ok(images) => {
+            eprintln!("{images} crash images (at syncs) recovered exactly");
+            assert!(images > 100, "only {images} images");
+        }
+        Err(failures) => panic!("{} images failed:\n{}", failures.len(), failures.join("\n")),
+    }
+}
+
+#[test]
+fn a_crash_before_any_file_system_step_recovers_exactly() {
+    match common::crash_sweep(40, 5, 1, Points::EveryMutation) {
+        Ok(images) => {
+            eprintln!("{images} crash images (at every mutation) recovered exactly");
+            assert!(images > 100, "only {images} images");
+        }
+        Err(failures) => panic!("{} images failed:\n{}", failures.len(), failures.join("\n")),
+    }
+}
+
+#[test]
+fn uncommitted_work_is_rolled_back_on_reopen() {
+    let (_sim, fs) = sim();
+    write_inputs(&fs, 100);
+    let mut small_polls = config(1000);
+    small_polls.poll_batch = 10;
+    let mut runner = TaskRunner::open(Arc::clone(&fs), small_polls, CountTask).unwrap();
+    runner.poll_once().unwrap();
+    runner.commit().unwrap();
+    let committed = runner.positions();
+    runner.poll_once().unwrap();
+    assert_ne!(runner.positions(), committed);
+    // The process "dies" here: the runner is dropped without a commit.
+    drop(runner);
+    let runner = TaskRunner::open(Arc::clone(&fs), config(1000), CountTask).unwrap();
+    assert_eq!(runner.positions(), committed);
+    check_consistent(&runner).unwrap();
+}
+
+#[test]
+fn a_missing_input_partition_is_a_typed_error() {
+    let (_sim, fs) = sim();
+    write_inputs(&fs, 5);
+    let config = config(10).input_log("in-9", "/input/9");
+    match TaskRunner::open(fs, config, CountTask) {
+        Err(Error::InputMissing { input, path }) => {
+            assert_eq!(input, "in-9");
+            assert_eq!(path, std::path::Path::new("/input/9"));
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn a_checkpoint_past_the_input_end_is_a_typed_error() {
+    let (sim, fs) = sim();
+    write_inputs(&fs, 20);
+    let mut runner = TaskRunner::open(Arc::clone(&fs), config(5), CountTask).unwrap();
+    runner.run_to_end(&AtomicBool::new(false)).unwrap();
+    drop(runner);
+    // The input partition loses its tail (another input put in its place).
+    for name in sim.list_dir(std::path::Path::new("/input/0")).unwrap() {
+        fs.remove_file(&std::path::Path::new("/input/0").join(name)).unwrap();
+    }
+    let log = cairn_changelog::Log::open(Arc::clone(&fs), "/input/0", Default::default()).unwrap();
+    log.append(cairn_changelog::Record::put(b"k", b"v")).unwrap();
+    log.close().unwrap();
+    drop(log);
+    match TaskRunner::open(fs, config(5), CountTask) {
+        Err(Error::CheckpointPastInputEnd { input, offset, end }) => {
+            assert_eq!((input.as_str(), offset, end), ("in-0", 20, 1));
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn a_store_not_in_the_checkpoint_is_a_typed_error() {
+    let (_sim, fs) = sim();
+    write_inputs(&fs, 5);
+    let mut runner = TaskRunner::open(Arc::clone(&fs), config(5), CountTask).unwrap();
+    runner.run_to_end(&AtomicBool::new(false)).unwrap();
+    drop(runner);
+    let config = config(5).store("other", Default::default());
+    match TaskRunner::open(fs, config, CountTask) {
+        Err(Error::NotInCheckpoint { kind: "store", name, checkpoint }) => {
+            assert_eq!(name, "other");
+            assert_eq!(checkpoint, std::path::Path::new("/task/checkpoint"));
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn a_damaged_checkpoint_is_a_typed_error_not_a_fresh_start() {
+    let (sim, fs) = sim();
+    write_inputs(&fs, 5);
+    let mut runner = TaskRunner::open(Arc::clone(&fs), config(5), CountTask).unwrap();
+    runner.run_to_end(&AtomicBool::new(false)).unwrap();
+    drop(runner);
+    let path = std::path::Path::new("/task/checkpoint");
+    let mut bytes = sim.contents(path).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 1;
+    sim.set_contents(path, &bytes).unwrap();
+    match TaskRunner::open(fs, config(5), CountTask) {
+        Err(Error::Checkpoint(cairn_checkpoint::Error::Corruption { .. })) => {}
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn duplicate_names_are_refused() {
+    let (_sim, fs) = sim();
+    let config = config(5).store("counts", Default::default());
+    assert!(matches!(TaskRunner::open(fs, config, CountTask), Err(Error::InvalidConfig(_))));
+}
+
+#[test]
+fn a_task_error_stops_the_task_without_a_commit() {
+    struct Failing(u64);
+    impl cairn_task::StreamTask for Failing {
+        fn process(
+            &mut self,
+            m: &cairn_task::Message<'_>,
+            ctx: &mut cairn_task::Context<'_>,
+        ) -> Result<(), cairn_task::TaskError> {
+            if m.offset == self.0 {
+                return Err("bad message".into());
+            }
+            ctx.store("counts")?.put(m.key, b"x")?;
+            Ok(())
+        }
+    }
+    let (_sim, fs) = sim();
+    write_inputs(&fs, 30);
+    let mut runner = TaskRunner::open(Arc::clone(&fs), config(10), Failing(25)).unwrap();
+    let error = runner.run_to_end(&AtomicBool::new(false)).unwrap_err();
+    assert!(matches!(error, Error::Task { .. }), "{error}");
+    assert!(runner.is_poisoned());
+    assert!(matches!(runner.commit(), Err(Error::Poisoned(_))));
+    let committed = runner.checkpoint().unwrap().inputs["in-0"];
+    assert!(committed <= 25, "{committed}");
+}
+
+#[test]
+fn the_runtime_runs_tasks_on_threads_and_stops_them_with_a_commit() {
+    let (_sim, fs) = sim();
+    write_inputs(&fs, 50);
+    let mut runtime = Runtime::new();
+    let runner = TaskRunner::open(Arc::clone(&fs), config(1000), CountTask).unwrap();
+    runtime.spawn(runner, false).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(50));
+    runtime.stop();
+    let outcomes = runtime.join();
+    assert_eq!(outcomes.len(), 1);
+    assert_eq!(*outcomes[0].result.as_ref().unwrap(), Stopped::Signalled);
+    let runner = TaskRunner::open(Arc::clone(&fs), config(1000), CountTask).unwrap();
+    assert_eq!(runner.positions()["in-0"], 50, "the final commit covers everything processed");
+    check_consistent(&runner).unwrap();
+}
+
+#[allow(dead_code)]
+fn unused(_: OpenMode) {}
