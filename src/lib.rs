@@ -5,7 +5,8 @@
 //! - [`changelog`] (`cairn-changelog`): the segmented, checksummed, append-only log;
 //! - [`checkpoint`] (`cairn-checkpoint`): small durable files replaced atomically, and the
 //!   offsets checkpoint of a task;
-//! - [`store`] (`cairn-store`): the key-value store rebuilt from its changelog, with snapshots.
+//! - [`store`] (`cairn-store`): the key-value store rebuilt from its changelog, with snapshots;
+//! - [`task`] (`cairn-task`): the task runtime: stream tasks, the commit protocol, recovery.
 //!
 //! It also holds the `cairn` command-line tool, the cross-crate tests and the benchmarks.
 
@@ -13,6 +14,7 @@ pub use cairn_changelog as changelog;
 pub use cairn_checkpoint as checkpoint;
 pub use cairn_fs as fs;
 pub use cairn_store as store;
+pub use cairn_task as task;
 
 /// The README's examples, compiled and run as doc tests so that they stay true.
 #[cfg(doctest)]

@@ -17,21 +17,42 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Appends records to a changelog, syncs, reopens, verifies every record, simulates a torn
-    /// write and recovers from it, printing throughput and recovery times.
+    /// Runs a page-view counting task over a partitioned input, kills its worker process with
+    /// SIGKILL at random moments, restarts it, and checks the final counts and outputs against
+    /// the input: every view must be counted exactly once.
     Demo {
-        /// Directory for the log; a new temporary directory (removed afterwards) if not given.
+        /// Directory for the input and the tasks' state; a new temporary directory (removed
+        /// afterwards) if not given. An input already there is reused.
         #[arg(long)]
         dir: Option<PathBuf>,
-        /// Records to append.
-        #[arg(long, default_value_t = 1_000_000)]
-        records: u64,
-        /// Bytes of each record's value.
-        #[arg(long, default_value_t = 100)]
-        value_bytes: usize,
+        /// Page views to generate.
+        #[arg(long, default_value_t = 2_000_000)]
+        events: u64,
+        /// Input partitions (one task, on its own thread, per partition).
+        #[arg(long, default_value_t = 2)]
+        partitions: u32,
+        /// Distinct users.
+        #[arg(long, default_value_t = 100_000)]
+        users: u64,
+        /// Times the worker is killed before it may finish.
+        #[arg(long, default_value_t = 3)]
+        crashes: u32,
+        /// Seed of the input and of the kill times (default: from the clock).
+        #[arg(long)]
+        seed: Option<u64>,
         /// Keep the temporary directory instead of removing it.
         #[arg(long)]
         keep: bool,
+    },
+    /// The demo's worker process (run by `cairn demo`).
+    #[command(hide = true)]
+    DemoWorker {
+        /// The demo's directory.
+        #[arg(long)]
+        dir: PathBuf,
+        /// Input partitions.
+        #[arg(long)]
+        partitions: u32,
     },
 }
 
@@ -44,9 +65,10 @@ fn is_broken_pipe(error: &(dyn std::error::Error + 'static)) -> bool {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Demo { dir, records, value_bytes, keep } => {
-            demo::run(&demo::DemoOptions { dir, records, value_bytes, keep })
+        Command::Demo { dir, events, partitions, users, crashes, seed, keep } => {
+            demo::run(&demo::DemoOptions { dir, events, partitions, users, crashes, seed, keep })
         }
+        Command::DemoWorker { dir, partitions } => demo::worker(&dir, partitions),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -7,40 +7,51 @@ fn cairn() -> Command {
     Command::new(env!("CARGO_BIN_EXE_cairn"))
 }
 
+/// The value of `name N` in the demo's summary line.
+fn summary_field(stdout: &str, name: &str) -> u64 {
+    let summary = stdout
+        .lines()
+        .find(|l| l.starts_with("summary:"))
+        .unwrap_or_else(|| panic!("no summary in:\n{stdout}"));
+    let after =
+        summary.split(&format!(" {name} ")).nth(1).unwrap_or_else(|| panic!("no {name} in {summary}"));
+    after.split([',', ' ']).next().unwrap().parse().unwrap()
+}
+
 #[test]
-fn demo_runs_end_to_end_and_cleans_up_its_directory() {
-    let output = cairn().args(["demo", "--records", "20000"]).output().unwrap();
+fn demo_kills_and_recovers_the_worker_and_finds_no_mismatch() {
+    let output = cairn()
+        .args(["demo", "--events", "60000", "--users", "3000", "--crashes", "2", "--seed", "7"])
+        .output()
+        .unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "demo failed:\n{stdout}\n{stderr}");
-    for line in [
-        "append:",
-        "reopen:",
-        "verify:",
-        "all 20000 records match",
-        "compact:",
-        "every key reads as its latest record",
-        "recover:",
-        "torn tail cut",
-    ] {
-        assert!(stdout.contains(line), "no {line:?} in:\n{stdout}");
-    }
+    assert_eq!(summary_field(&stdout, "events"), 60000, "{stdout}");
+    assert_eq!(summary_field(&stdout, "keys"), 3000, "{stdout}");
+    assert_eq!(summary_field(&stdout, "crashes"), 2, "{stdout}");
+    assert_eq!(summary_field(&stdout, "mismatches"), 0, "{stdout}");
+    assert_eq!(stdout.matches("killed with SIGKILL").count(), 2, "{stdout}");
     let dir = stdout.lines().next().and_then(|l| l.rsplit(" in ").next()).unwrap();
     assert!(!std::path::Path::new(dir).exists(), "the demo left {dir} behind");
 }
 
 #[test]
-fn demo_in_a_given_directory_keeps_the_log() {
+fn demo_in_a_given_directory_keeps_its_data_and_resumes() {
     let dir = std::env::temp_dir().join(format!("cairn-cli-test-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    let output = cairn().args(["demo", "--records", "5000", "--dir"]).arg(&dir).output().unwrap();
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
-    assert!(dir.join("00000000000000000000.log").exists());
-    // A second run appends after the first run's records and verifies its own.
-    let output = cairn().args(["demo", "--records", "5000", "--dir"]).arg(&dir).output().unwrap();
+    let args = ["demo", "--events", "20000", "--users", "500", "--crashes", "1", "--dir"];
+    let output = cairn().args(args).arg(&dir).output().unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(output.status.success(), "{stdout}{}", String::from_utf8_lossy(&output.stderr));
-    assert!(stdout.contains("all 5000 records match"), "{stdout}");
+    assert!(dir.join("input/p0").exists() && dir.join("tasks/p1/checkpoint").exists());
+    // A second run finds the input and the finished tasks: nothing left, still no mismatch.
+    let output = cairn().args(args).arg(&dir).output().unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}{}", String::from_utf8_lossy(&output.stderr));
+    assert!(stdout.contains("input already present"), "{stdout}");
+    assert_eq!(summary_field(&stdout, "mismatches"), 0, "{stdout}");
+    assert_eq!(summary_field(&stdout, "events"), 20000, "{stdout}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
 

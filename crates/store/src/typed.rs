@@ -1,6 +1,6 @@
 //! [`TypedStore`]: keys and values as serde types over a byte [`Store`].
 
-use std::borrow::BorrowMut;
+use std::borrow::{Borrow, BorrowMut};
 use std::marker::PhantomData;
 
 use cairn_checkpoint::codec::{self, Flavour};
@@ -37,8 +37,8 @@ use crate::view::Entries;
 /// # }
 /// ```
 ///
-/// The store is held as `S`: a `Store` (owned, the default) or a `&mut Store` (borrowed, as
-/// the task runtime's context hands it out).
+/// The store is held as `S`: a `Store` (owned, the default), a `&mut Store` (borrowed, as the
+/// task runtime's context hands it out), or a `&Store` (reads only).
 #[derive(Debug)]
 pub struct TypedStore<K, V, S = Store> {
     store: S,
@@ -57,7 +57,7 @@ impl<K, V, S> TypedStore<K, V, S>
 where
     K: Serialize + DeserializeOwned,
     V: Serialize + DeserializeOwned,
-    S: BorrowMut<Store>,
+    S: Borrow<Store>,
 {
     /// Typed access to `store`.
     pub fn new(store: S) -> TypedStore<K, V, S> {
@@ -70,7 +70,10 @@ where
     }
 
     /// The byte store underneath, for flush, sync, snapshots and compaction.
-    pub fn store_mut(&mut self) -> &mut Store {
+    pub fn store_mut(&mut self) -> &mut Store
+    where
+        S: BorrowMut<Store>,
+    {
         self.store.borrow_mut()
     }
 
@@ -96,7 +99,10 @@ where
     ///
     /// # Errors
     /// [`Error::Codec`] if either cannot be encoded; as for [`Store::put`].
-    pub fn put(&mut self, key: &K, value: &V) -> Result<()> {
+    pub fn put(&mut self, key: &K, value: &V) -> Result<()>
+    where
+        S: BorrowMut<Store>,
+    {
         let key = encode(key, Flavour::Ordered, "encode key")?;
         let value = encode(value, Flavour::Standard, "encode value")?;
         self.store_mut().put(&key, &value)
@@ -106,7 +112,10 @@ where
     ///
     /// # Errors
     /// As for [`TypedStore::put`] and [`Store::put_all`].
-    pub fn put_all(&mut self, entries: &[(K, V)]) -> Result<()> {
+    pub fn put_all(&mut self, entries: &[(K, V)]) -> Result<()>
+    where
+        S: BorrowMut<Store>,
+    {
         let encoded = entries
             .iter()
             .map(|(k, v)| {
@@ -123,7 +132,10 @@ where
     ///
     /// # Errors
     /// As for [`TypedStore::put`].
-    pub fn delete(&mut self, key: &K) -> Result<()> {
+    pub fn delete(&mut self, key: &K) -> Result<()>
+    where
+        S: BorrowMut<Store>,
+    {
         let key = encode(key, Flavour::Ordered, "encode key")?;
         self.store_mut().delete(&key)
     }
@@ -132,7 +144,10 @@ where
     ///
     /// # Errors
     /// As for [`TypedStore::put_all`].
-    pub fn delete_all(&mut self, keys: &[K]) -> Result<()> {
+    pub fn delete_all(&mut self, keys: &[K]) -> Result<()>
+    where
+        S: BorrowMut<Store>,
+    {
         let keys =
             keys.iter().map(|k| encode(k, Flavour::Ordered, "encode key")).collect::<Result<Vec<_>>>()?;
         self.store_mut().delete_all(&keys)
