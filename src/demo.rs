@@ -149,7 +149,7 @@ fn run_in(dir: &Path, seed: u64, options: &DemoOptions) -> DemoResult {
             break;
         }
     }
-    if !runs.last().is_some_and(|r| !r.killed) {
+    if runs.last().is_none_or(|r| r.killed) {
         let run = run_worker(dir, options.partitions, None, &interrupted)?;
         say!(
             "run {}: finished in {:.2} s; restore {:.0} ms ({} records replayed); {} messages processed",
@@ -384,13 +384,10 @@ pub fn worker(dir: &Path, partitions: u32) -> DemoResult {
     let outcomes = runtime.join();
     done.store(true, Ordering::Relaxed);
     let _ = printer.join();
-    let mut latencies = Vec::new();
     for outcome in &outcomes {
         if let Err(e) = &outcome.result {
             return Err(format!("task {}: {e}", outcome.name).into());
         }
-        latencies.extend(outcome.metrics.commit_latency(0.5));
-        latencies.extend(outcome.metrics.commit_latency(0.99));
     }
     let p50 = outcomes.iter().filter_map(|o| o.metrics.commit_latency(0.5)).max().unwrap_or_default();
     let p99 = outcomes.iter().filter_map(|o| o.metrics.commit_latency(0.99)).max().unwrap_or_default();
