@@ -200,3 +200,42 @@ fn the_runtime_runs_tasks_on_threads_and_stops_them_with_a_commit() {
 
 #[allow(dead_code)]
 fn unused(_: OpenMode) {}
+
+/// Asks for a shutdown at one offset and counts its window calls.
+struct Stopper {
+    at: u64,
+    windows: u64,
+}
+
+impl cairn_task::StreamTask for Stopper {
+    fn process(
+        &mut self,
+        m: &cairn_task::Message<'_>,
+        ctx: &mut cairn_task::Context<'_>,
+    ) -> Result<(), cairn_task::TaskError> {
+        if m.input == "in-0" && m.offset == self.at {
+            ctx.shutdown();
+        }
+        std::thread::sleep(std::time::Duration::from_micros(200));
+        Ok(())
+    }
+
+    fn window(&mut self, _ctx: &mut cairn_task::Context<'_>) -> Result<(), cairn_task::TaskError> {
+        self.windows += 1;
+        Ok(())
+    }
+}
+
+#[test]
+fn a_shutdown_request_stops_right_after_its_message_with_a_commit_and_windows_run() {
+    let (_sim, fs) = sim();
+    write_inputs(&fs, 40);
+    let mut config = config(1000);
+    config.window_interval = Some(std::time::Duration::from_millis(1));
+    config.poll_batch = 100;
+    let mut runner = TaskRunner::open(Arc::clone(&fs), config, Stopper { at: 30, windows: 0 }).unwrap();
+    assert_eq!(runner.run(&AtomicBool::new(false)).unwrap(), Stopped::TaskRequested);
+    assert_eq!(runner.positions()["in-0"], 31, "stopped right after the message that asked");
+    assert_eq!(runner.checkpoint().unwrap().inputs["in-0"], 31, "and committed it");
+    assert!(runner.task().windows > 0, "window was never called");
+}
