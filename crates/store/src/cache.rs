@@ -175,8 +175,8 @@ mod tests {
     #[test]
     fn a_value_read_again_survives_a_pass_of_the_hand() {
         let segment = crate::restore::tests::segment();
-        // Room for about 4 entries of 10 bytes per shard; all in one shard by construction is
-        // not guaranteed, so use one location read repeatedly and many cold ones.
+        // Room for 32 entries per shard: without the second chance, the hot entry would be
+        // evicted after about 32 cold inserts into its shard (some 500 in all).
         let cache = ValueCache::new(SHARDS * 8 * (10 + ENTRY_OVERHEAD) * 4);
         cache.insert(at(segment, 0), &[7; 10]);
         for position in 1..2000 {

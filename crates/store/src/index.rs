@@ -6,8 +6,9 @@
 //!
 //! Keys of up to [`INLINE`] bytes live inside the tree's nodes, and comparisons look at an
 //! 8-byte prefix as one integer first: a lookup among a million keys then touches a few cache
-//! lines per level instead of one heap allocation per comparison (about 1.8x faster than
-//! `Arc<[u8]>` keys compared with `memcmp`, measured 2026-11-21; ARCHITECTURE.md).
+//! lines per level instead of one heap allocation per comparison (in a micro-benchmark of a
+//! million 16-byte keys, 265 ns per lookup against 790 ns for `Arc<[u8]>` keys compared with
+//! `memcmp`, 2026-11-21; ARCHITECTURE.md).
 
 use std::borrow::Borrow;
 use std::cmp::Ordering;

@@ -181,8 +181,9 @@ impl Store {
             snapshot::remove_above(fs.as_ref(), &snapshots, log.end_offset())?;
         }
         let (state, report) = restore::restore(&fs, &snapshots, &log, &options)?;
-        let options_cache_bytes = options.value_cache_bytes;
         *shared.write() = state;
+        let cache =
+            (options.value_cache_bytes > 0).then(|| Arc::new(ValueCache::new(options.value_cache_bytes)));
         Ok(Store {
             fs,
             dir: dir.to_path_buf(),
@@ -193,7 +194,7 @@ impl Store {
             pending_bytes: 0,
             report,
             poison: None,
-            cache: (options_cache_bytes > 0).then(|| Arc::new(ValueCache::new(options_cache_bytes))),
+            cache,
         })
     }
 

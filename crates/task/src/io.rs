@@ -135,20 +135,15 @@ impl LogSource {
         if !fs.exists(dir).map_err(|e| io("look for", e))? {
             return Err(Error::InputMissing { input: name.to_string(), path: dir.to_path_buf() });
         }
-        let log_error = |source| Error::Log { kind: "input", name: name.to_string(), source };
-        let log = Log::open(fs, dir, options).map_err(log_error)?;
+        let log = Log::open(fs, dir, options).map_err(log_error("input", name))?;
         let position = log.start_offset();
-        let reader = log.reader(position).map_err(log_error)?;
+        let reader = log.reader(position).map_err(log_error("input", name))?;
         Ok(LogSource { name: name.to_string(), log, reader, position, reseek: false })
     }
 
     /// The log underneath.
     pub fn log(&self) -> &Log {
         &self.log
-    }
-
-    fn log_error(&self, source: cairn_changelog::Error) -> Error {
-        Error::Log { kind: "input", name: self.name.clone(), source }
     }
 }
 
@@ -158,7 +153,7 @@ impl Source for LogSource {
         if offset > end {
             return Err(Error::CheckpointPastInputEnd { input: self.name.clone(), offset, end });
         }
-        self.reader.seek(offset).map_err(|e| self.log_error(e))?;
+        self.reader.seek(offset).map_err(log_error("input", &self.name))?;
         self.position = offset;
         self.reseek = false;
         Ok(())
@@ -174,7 +169,7 @@ impl Source for LogSource {
         deliver: &mut dyn FnMut(SourceMessage<'_>) -> Result<Flow>,
     ) -> Result<usize> {
         if self.reseek {
-            self.reader.seek(self.position).map_err(|e| self.log_error(e))?;
+            self.reader.seek(self.position).map_err(log_error("input", &self.name))?;
             self.reseek = false;
         }
         let mut delivered = 0;
@@ -182,11 +177,10 @@ impl Source for LogSource {
             let batch = match self.reader.next_batch() {
                 Ok(Some(batch)) => batch,
                 Ok(None) => break,
-                Err(e) => return Err(Error::Log { kind: "input", name: self.name.clone(), source: e }),
+                Err(e) => return Err(log_error("input", &self.name)(e)),
             };
             for record in batch.records() {
-                let record =
-                    record.map_err(|e| Error::Log { kind: "input", name: self.name.clone(), source: e })?;
+                let record = record.map_err(log_error("input", &self.name))?;
                 if record.offset < self.position {
                     continue;
                 }
@@ -251,20 +245,18 @@ impl LogSink {
     pub fn log(&self) -> &Log {
         &self.log
     }
-
-    fn log_error(&self, source: cairn_changelog::Error) -> Error {
-        Error::Log { kind: "output", name: self.name.clone(), source }
-    }
 }
 
 impl Sink for LogSink {
     fn send(&mut self, key: &[u8], value: &[u8], timestamp_ms: i64) -> Result<()> {
-        self.log.append(Record::new(key, Some(value), timestamp_ms)).map_err(|e| self.log_error(e))?;
+        self.log
+            .append(Record::new(key, Some(value), timestamp_ms))
+            .map_err(log_error("output", &self.name))?;
         Ok(())
     }
 
     fn sync(&mut self) -> Result<u64> {
-        self.log.sync().map_err(|e| self.log_error(e))
+        self.log.sync().map_err(log_error("output", &self.name))
     }
 
     fn end_offset(&self) -> u64 {
@@ -276,10 +268,15 @@ impl Sink for LogSink {
         if offset > end {
             return Err(Error::OutputBehindCheckpoint { output: self.name.clone(), offset, end });
         }
-        self.log.truncate(offset).map_err(|e| self.log_error(e))
+        self.log.truncate(offset).map_err(log_error("output", &self.name))
     }
 
     fn as_log(&self) -> Option<&Log> {
         Some(&self.log)
     }
+}
+
+/// The error of the input or output log `name` (`kind` is `"input"` or `"output"`).
+fn log_error<'a>(kind: &'static str, name: &'a str) -> impl Fn(cairn_changelog::Error) -> Error + 'a {
+    move |source| Error::Log { kind, name: name.to_string(), source }
 }

@@ -7,7 +7,7 @@ mod common;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
-use cairn_fs::{Fs, OpenMode, SimFs};
+use cairn_fs::{Fs, SimFs};
 use cairn_task::{Error, Runtime, Stopped, TaskRunner};
 use common::{CountTask, Points, check_consistent, config, write_inputs};
 
@@ -197,9 +197,6 @@ fn the_runtime_runs_tasks_on_threads_and_stops_them_with_a_commit() {
     assert_eq!(runner.positions()["in-0"], 50, "the final commit covers everything processed");
     check_consistent(&runner).unwrap();
 }
-
-#[allow(dead_code)]
-fn unused(_: OpenMode) {}
 
 /// Asks for a shutdown at one offset and counts its window calls.
 struct Stopper {
