@@ -103,6 +103,9 @@ struct Writer {
     active: Arc<Segment>,
     /// Bytes of the active file holding written batches.
     written: u64,
+    /// Where in the active file the write-back of written bytes was last started
+    /// ([`LogOptions::writeback_bytes`]).
+    writeback_from: u64,
     /// Encoded batches not yet written; the open batch, if any, is at the end.
     buf: Vec<u8>,
     open: Option<OpenBatch>,
@@ -154,6 +157,7 @@ impl Log {
         let writer = Writer {
             active,
             written: recovered.active_len,
+            writeback_from: recovered.active_len,
             buf: Vec::new(),
             open: None,
             batch_starts: Vec::new(),
@@ -304,8 +308,9 @@ impl Log {
         Ok(start..w.next_offset)
     }
 
-    /// Writes buffered records to the file, making them visible to readers (not durable).
-    /// Returns the end offset written.
+    /// Writes buffered records to the file, making them visible to readers (not durable), and
+    /// starts the write-back of what is written (see [`LogOptions::writeback_bytes`]), so that
+    /// a [`Log::sync`] soon after is short. Returns the end offset written.
     ///
     /// # Errors
     /// [`Error::Io`] if the write fails, which poisons the log; [`Error::Poisoned`] or
@@ -315,6 +320,7 @@ impl Log {
         let mut w = lock(&self.shared.writer);
         self.shared.check_usable(&w)?;
         self.shared.write_out(&mut w)?;
+        self.shared.start_writeback(&mut w, 1)?;
         Ok(w.next_offset)
     }
 
@@ -737,6 +743,22 @@ impl Shared {
         // Bytes first, then the end offset: a reader that sees the new end finds the bytes.
         active.published.publish(w.written);
         self.end.publish(w.next_offset);
+        self.start_writeback(w, self.options.writeback_bytes)
+    }
+
+    /// Starts the write-back of the active segment's written bytes not yet started, if there
+    /// are at least `at_least` of them (and write-back is on): the pages go to the device now
+    /// rather than all at the next fsync, which then finds little to do.
+    fn start_writeback(&self, w: &mut Writer, at_least: u64) -> Result<()> {
+        let unstarted = w.written - w.writeback_from;
+        if self.options.writeback_bytes == 0 || unstarted == 0 || unstarted < at_least {
+            return Ok(());
+        }
+        // An error here may be a failed write-back of earlier data: as for a failed fsync.
+        if let Err(e) = w.active.file.start_writeback(w.writeback_from, unstarted) {
+            return Err(self.poison(Error::io("start_writeback", &w.active.path, e)));
+        }
+        w.writeback_from = w.written;
         Ok(())
     }
 
@@ -793,6 +815,7 @@ impl Shared {
         }
         w.active = active;
         w.written = 0;
+        w.writeback_from = 0;
         w.last_indexed = 0;
         w.stats = Stats::default();
         w.started = Instant::now();
@@ -838,6 +861,7 @@ impl Shared {
         drop(segments);
         let scan = self.cut_segment(&mut w, keep, &segment, cut)?;
         w.written = scan.end;
+        w.writeback_from = w.writeback_from.min(scan.end);
         w.last_indexed = scan.entries.last().map_or(0, |e| u64::from(e.position));
         w.stats = scan.stats;
         w.next_offset = offset;

@@ -26,6 +26,12 @@ pub struct LogOptions {
     /// readers see records once written. Consecutive appends in the buffer share one batch. 0
     /// writes every append at once. Default 256 KiB.
     pub write_buffer_bytes: usize,
+    /// Once this many bytes have been written to the active segment since the last time, the
+    /// log asks the OS to start writing them to the device without waiting
+    /// ([`File::start_writeback`](cairn_fs::File::start_writeback)), so that a sync finds at
+    /// most about this much dirty data instead of everything written since the last one. It
+    /// makes nothing durable earlier. 0 leaves write-back to the OS. Default 1 MiB.
+    pub writeback_bytes: u64,
     /// The largest batch one append may produce, in encoded bytes; capped at
     /// `segment_bytes_max`. Default 16 MiB.
     pub batch_bytes_max: u64,
@@ -48,6 +54,7 @@ impl Default for LogOptions {
             segment_age_ms_max: None,
             index_interval_bytes: 4096,
             write_buffer_bytes: 256 << 10,
+            writeback_bytes: 1 << 20,
             batch_bytes_max: 16 << 20,
             known_durable_end: None,
             verify_on_open: false,

@@ -255,6 +255,43 @@ fn failed_fsync_of_a_sealed_segment_poisons_the_log() {
     check_images(&fs, &options, &appended, 5, 1..5);
 }
 
+/// The write-back hint runs once `writeback_bytes` are written (and at each explicit flush),
+/// never with 0; a failed one (possibly an earlier write-back's error) poisons the log as a
+/// failed fsync does, and power cuts still keep exactly the acknowledged records.
+#[test]
+fn write_back_hints_follow_the_option_and_a_failed_one_poisons_the_log() {
+    let all = records(500, 60, 300);
+    for (writeback_bytes, expect_hints) in [(0, false), (1024, true)] {
+        let fs = SimFs::new(3);
+        let mut options = small_options();
+        options.writeback_bytes = writeback_bytes;
+        let log = open(&fs, &options);
+        for rec in &all[..20] {
+            log.append(rec.as_record()).unwrap();
+        }
+        log.flush().unwrap();
+        assert_eq!(fs.stats().writebacks > 0, expect_hints, "writeback_bytes {writeback_bytes}");
+    }
+
+    let fs = SimFs::new(4);
+    let mut options = small_options();
+    options.writeback_bytes = 1024;
+    let log = open(&fs, &options);
+    for rec in &all[..5] {
+        log.append(rec.as_record()).unwrap();
+    }
+    assert_eq!(log.sync().unwrap(), 5);
+    fs.inject(FaultRule::fail(Op::Writeback));
+    let (appended, acked, error) = append_until_error(&log, &all[5..], 3);
+    let appended = [&all[..5], &appended[..]].concat();
+    assert_eq!(io_op(&error), "start_writeback");
+    assert_eq!(acked, 5);
+    fs.clear_faults();
+    assert_poisoned(&log, "start_writeback");
+    drop(log);
+    check_images(&fs, &options, &appended, 5, 1..5);
+}
+
 // ---------------------------------------------------------------------------------------------
 // A full disk
 

@@ -43,6 +43,7 @@ mod mapping;
 pub mod mutants;
 mod real;
 pub mod sim;
+mod writeback;
 
 pub use mapping::Mapping;
 pub use real::RealFs;
@@ -191,6 +192,16 @@ pub trait File: Send + Sync + fmt::Debug {
     /// # Errors
     /// As for [`File::sync_data`].
     fn sync_all(&self) -> io::Result<()>;
+
+    /// Starts writing `len` bytes at `offset` to the device, without waiting: a hint that keeps
+    /// a later [`File::sync_data`] short by leaving it little dirty data. It makes nothing
+    /// durable. [`RealFs`] uses `sync_file_range(SYNC_FILE_RANGE_WRITE)` on Linux and does
+    /// nothing elsewhere; [`SimFs`] only counts it.
+    ///
+    /// # Errors
+    /// Any I/O error of the platform, which may be an earlier write-back failure of the file:
+    /// treat it as a failed fsync (the data may be lost; poison, never retry).
+    fn start_writeback(&self, offset: u64, len: u64) -> io::Result<()>;
 
     /// Maps the file's current contents read-only. Later writes to the file may or may not be
     /// visible through the mapping (they are on [`RealFs`], they are not on [`SimFs`]): map only

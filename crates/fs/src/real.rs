@@ -109,6 +109,10 @@ impl File for RealFile {
         self.file.sync_all()
     }
 
+    fn start_writeback(&self, offset: u64, len: u64) -> io::Result<()> {
+        crate::writeback::start(&self.file, offset, len)
+    }
+
     fn map(&self) -> io::Result<Mapping> {
         Mapping::map_file(&self.file)
     }

@@ -403,6 +403,9 @@ impl cairn_fs::File for SlowFile {
     fn sync_all(&self) -> std::io::Result<()> {
         self.sync_data()
     }
+    fn start_writeback(&self, offset: u64, len: u64) -> std::io::Result<()> {
+        self.inner.start_writeback(offset, len)
+    }
     fn map(&self) -> std::io::Result<cairn_fs::Mapping> {
         self.inner.map()
     }

@@ -25,6 +25,8 @@ pub enum Op {
     SyncAll,
     /// [`File::map`](crate::File::map).
     Map,
+    /// [`File::start_writeback`](crate::File::start_writeback).
+    Writeback,
     /// [`Fs::rename`](crate::Fs::rename).
     Rename,
     /// [`Fs::remove_file`](crate::Fs::remove_file).

@@ -55,6 +55,8 @@ pub struct SimStats {
     pub dir_syncs: u64,
     /// Successful renames.
     pub renames: u64,
+    /// Successful write-back hints ([`File::start_writeback`](crate::File::start_writeback)).
+    pub writebacks: u64,
     /// Faults injected.
     pub faults: u64,
 }
@@ -559,6 +561,15 @@ impl File for SimFile {
 
     fn sync_all(&self) -> io::Result<()> {
         self.sync(Op::SyncAll)
+    }
+
+    fn start_writeback(&self, _offset: u64, _len: u64) -> io::Result<()> {
+        // Only a hint: nothing becomes durable, so the live and durable bytes stay as they are.
+        let mut state = self.fs.shared.lock();
+        state.record(Op::Writeback, &self.path);
+        state.check(Op::Writeback, &self.path)?;
+        state.stats.writebacks += 1;
+        Ok(())
     }
 
     fn map(&self) -> io::Result<Mapping> {
