@@ -41,7 +41,7 @@ mod view;
 pub use error::{Error, Result};
 pub use options::{ProgressListener, StoreOptions};
 pub use restore::{RestorePhase, RestoreProgress, RestoreReport, RestoreSource, SkipReason, SkippedSnapshot};
-pub use snapshot::SnapshotInfo;
+pub use snapshot::{PendingSnapshot, SnapshotInfo};
 pub use store::Store;
 pub use typed::{TypedEntries, TypedStore};
 pub use view::{Entries, ReadView};

@@ -28,7 +28,7 @@ pub struct StoreOptions {
     pub value_bytes_max: usize,
     /// Writes wait in memory (visible to reads) until [`Store::flush`](crate::Store::flush),
     /// [`Store::sync`](crate::Store::sync), or until they hold this many bytes, when they are
-    /// appended to the changelog. Default 4 MiB.
+    /// appended to the changelog. Default 256 KiB: a commit's flush then stays short.
     pub write_buffer_bytes: usize,
     /// Snapshots kept after a new one is written (the newest ones). At least 1. Default 2.
     pub snapshots_kept: usize,
@@ -59,7 +59,7 @@ impl Default for StoreOptions {
             log,
             key_bytes_max: 64 << 10,
             value_bytes_max: 1 << 20,
-            write_buffer_bytes: 4 << 20,
+            write_buffer_bytes: 256 << 10,
             snapshots_kept: 2,
             restore_from_snapshots: true,
             compaction: None,

@@ -145,14 +145,60 @@ pub(crate) fn remove_above(fs: &dyn Fs, dir: &Path, offset: u64) -> Result<()> {
     Ok(())
 }
 
-/// Writes the snapshot of `state` at `offset` into `dir`, then keeps only the newest `kept`.
-pub(crate) fn write(
+/// A snapshot encoded from the index by [`Store::prepare_snapshot`](crate::Store::prepare_snapshot),
+/// not yet written: [`PendingSnapshot::write`] does the file I/O, on any thread, while the
+/// store goes on.
+#[derive(Debug)]
+pub struct PendingSnapshot {
     fs: Arc<dyn Fs>,
-    dir: &Path,
+    dir: PathBuf,
+    kept: usize,
+    payload: Payload,
+}
+
+impl PendingSnapshot {
+    /// The changelog offset the snapshot covers.
+    pub fn offset(&self) -> u64 {
+        self.payload.offset
+    }
+
+    /// Writes the snapshot through a durable file (fsync and rename), then deletes all but the
+    /// newest [`StoreOptions::snapshots_kept`](crate::StoreOptions::snapshots_kept) snapshots.
+    /// A crash at any point leaves the older snapshots and the changelog as they were. Write
+    /// one snapshot of a store at a time, and not while the store is being reopened.
+    ///
+    /// # Errors
+    /// [`Error::Snapshot`] or [`Error::Io`]: an I/O step failed, possibly an fsync; the
+    /// snapshot may or may not exist (restore checks it either way). Treat it as a failed
+    /// durability step: stop using the store (the task runtime poisons the task).
+    pub fn write(self) -> Result<SnapshotInfo> {
+        let PendingSnapshot { fs, dir, kept, payload } = self;
+        let path = dir.join(file_name(payload.offset));
+        let mut file: DurableFile<Payload> =
+            DurableFile::open(Arc::clone(&fs), &path, options()).map_err(Error::Snapshot)?;
+        file.write(&payload).map_err(Error::Snapshot)?;
+        let mut removed = 0;
+        for (_, old) in list(fs.as_ref(), &dir)?.iter().skip(kept) {
+            fs.remove_file(old).map_err(|e| Error::io("remove", old, e))?;
+            removed += 1;
+        }
+        if removed > 0 {
+            fs.sync_dir(&dir).map_err(|e| Error::io("sync_dir", &dir, e))?;
+        }
+        let (offset, keys, bytes) = (payload.offset, payload.keys, payload.entries.len() as u64);
+        Ok(SnapshotInfo { path, offset, keys, bytes, removed })
+    }
+}
+
+/// Encodes the snapshot of `state` at `offset`, to be written into `dir`, keeping only the
+/// newest `kept` after it.
+pub(crate) fn encode(
+    fs: Arc<dyn Fs>,
+    dir: PathBuf,
     offset: u64,
     state: &State,
     kept: usize,
-) -> Result<SnapshotInfo> {
+) -> PendingSnapshot {
     let infos = state.segments.infos();
     let ids: Vec<SegmentId> = infos.iter().map(|i| i.id).collect();
     let segments: Vec<SegmentRecord> = infos.iter().map(SegmentRecord::of).collect();
@@ -172,19 +218,7 @@ pub(crate) fn write(
         entries.extend_from_slice(&at.len.to_le_bytes());
     }
     let payload = Payload { offset, keys: state.index.len() as u64, segments, entries };
-    let path = dir.join(file_name(offset));
-    let mut file: DurableFile<Payload> =
-        DurableFile::open(Arc::clone(&fs), &path, options()).map_err(Error::Snapshot)?;
-    file.write(&payload).map_err(Error::Snapshot)?;
-    let mut removed = 0;
-    for (_, old) in list(fs.as_ref(), dir)?.iter().skip(kept) {
-        fs.remove_file(old).map_err(|e| Error::io("remove", old, e))?;
-        removed += 1;
-    }
-    if removed > 0 {
-        fs.sync_dir(dir).map_err(|e| Error::io("sync_dir", dir, e))?;
-    }
-    Ok(SnapshotInfo { path, offset, keys: payload.keys, bytes: payload.entries.len() as u64, removed })
+    PendingSnapshot { fs, dir, kept, payload }
 }
 
 /// Reads the snapshot at `path`.

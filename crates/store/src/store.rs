@@ -13,7 +13,7 @@ use crate::follow::Follower;
 use crate::index::{Index, Key, KeyBytes, Slot};
 use crate::options::StoreOptions;
 use crate::restore::{self, RestoreReport};
-use crate::snapshot::{self, SnapshotInfo};
+use crate::snapshot::{self, PendingSnapshot, SnapshotInfo};
 use crate::view::{Entries, ReadView};
 
 /// The changelog's directory inside a store's directory.
@@ -520,11 +520,21 @@ impl Store {
     /// As for [`Store::sync`]; [`Error::Snapshot`] or [`Error::Io`] if writing the snapshot or
     /// removing old ones fails, which poisons the store.
     pub fn write_snapshot(&mut self) -> Result<SnapshotInfo> {
+        let pending = self.prepare_snapshot()?;
+        pending.write().map_err(|e| self.poisoned(e))
+    }
+
+    /// Flushes, syncs, and encodes a snapshot of the index at the changelog's end, leaving the
+    /// file I/O to [`PendingSnapshot::write`], which may run on another thread while the store
+    /// goes on (the task runtime does so, keeping snapshots off its commits).
+    ///
+    /// # Errors
+    /// As for [`Store::sync`].
+    pub fn prepare_snapshot(&mut self) -> Result<PendingSnapshot> {
         let offset = self.sync()?;
-        let state = self.shared.read().clone();
+        let state = self.shared.read();
         let dir = self.dir.join(SNAPSHOT_DIR);
-        let result = snapshot::write(Arc::clone(&self.fs), &dir, offset, &state, self.options.snapshots_kept);
-        result.map_err(|e| self.poisoned(e))
+        Ok(snapshot::encode(Arc::clone(&self.fs), dir, offset, &state, self.options.snapshots_kept))
     }
 
     /// Flushes and syncs the pending writes and closes the changelog; later calls fail.

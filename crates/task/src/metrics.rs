@@ -20,6 +20,9 @@ pub struct TaskMetrics {
     /// Bytes the stores' changelogs grew by, measured at each commit (compaction can shrink
     /// a changelog; shrinking is not subtracted).
     pub changelog_bytes: u64,
+    /// Snapshot batches written (one snapshot per store, written off the task's thread;
+    /// counted once finished).
+    pub snapshots: u64,
     /// Time taken by recovery in `TaskRunner::open` (checkpoint, truncations, store restores).
     pub restore_time: Duration,
     /// Changelog records the store restores replayed.
@@ -41,6 +44,12 @@ impl TaskMetrics {
             *slot = latency;
         }
         self.next_latency = (self.next_latency + 1) % LATENCIES_KEPT;
+    }
+
+    /// The recent commit latencies (up to the last 4096), oldest first.
+    pub fn recent_commit_latencies(&self) -> Vec<Duration> {
+        let (newer, older) = self.latencies.split_at(self.next_latency.min(self.latencies.len()));
+        if self.latencies.len() < LATENCIES_KEPT { self.latencies.clone() } else { [older, newer].concat() }
     }
 
     /// The `q`-quantile (0.0 to 1.0) of the recent commit latencies, or `None` before the first

@@ -163,8 +163,24 @@ pub struct TaskRunner<T> {
     last_window: Instant,
     /// Changelog bytes at the last commit, per store (for the bytes-appended metric).
     changelog_bytes: BTreeMap<String, u64>,
+    /// The snapshots being written on a background thread (at most one batch at a time).
+    snapshots: Option<SnapshotJob>,
     poison: Option<Arc<str>>,
 }
+
+impl<T> Drop for TaskRunner<T> {
+    /// Waits for snapshots still being written: none outlives its runner (a reopened store
+    /// must not meet a writer of the old one in its directory).
+    fn drop(&mut self) {
+        if let Some(job) = self.snapshots.take() {
+            let _ = job.join();
+        }
+    }
+}
+
+/// Snapshot files being written off the task's thread: what each store's
+/// [`Store::prepare_snapshot`] encoded at one commit.
+type SnapshotJob = std::thread::JoinHandle<Result<()>>;
 
 impl<T> std::fmt::Debug for TaskRunner<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -351,6 +367,7 @@ impl<T: StreamTask> TaskRunner<T> {
             last_commit: now,
             last_window: now,
             changelog_bytes,
+            snapshots: None,
             poison: None,
         };
         runner.call_task(|task, ctx| task.init(ctx))?;
@@ -404,7 +421,29 @@ impl<T: StreamTask> TaskRunner<T> {
         };
         self.call_task(|task, ctx| task.close(ctx))?;
         self.commit()?;
+        let finished = self.finish_snapshots();
+        self.poison_on_error(finished)?;
         Ok(stopped)
+    }
+
+    /// Waits for the snapshots being written in the background, if any.
+    ///
+    /// # Errors
+    /// The first error of writing them ([`Error::Store`]); the runner is then poisoned.
+    pub fn finish_snapshots(&mut self) -> Result<()> {
+        let Some(job) = self.snapshots.take() else { return Ok(()) };
+        let result = match job.join() {
+            Ok(result) => result,
+            Err(_) => Err(Error::Io {
+                op: "write snapshots",
+                path: self.checkpoint_path().with_file_name("stores"),
+                source: std::io::Error::other("the snapshot thread panicked"),
+            }),
+        };
+        if result.is_ok() {
+            self.metrics.snapshots += 1;
+        }
+        self.poison_on_error(result)
     }
 
     fn commit_due(&self) -> bool {
@@ -499,33 +538,53 @@ impl<T: StreamTask> TaskRunner<T> {
         let mut checkpoint = Checkpoint::new(id);
         checkpoint.created_ms = now_ms();
         let checkpoint_first = crate::mutants::active(crate::mutants::CHECKPOINT_BEFORE_CHANGELOG_SYNC);
-        // 1. Stores: pending writes into the changelog, fsynced.
+        // 1. Every store's pending writes into its changelog, and every output's into its
+        // files, with the write-back started: the fsyncs that follow overlap on the device.
+        for (name, store) in &mut self.stores {
+            store.flush().map_err(|source| Error::Store { store: name.clone(), source })?;
+        }
+        for sink in self.outputs.values_mut() {
+            sink.flush()?;
+        }
+        // 2. The changelogs, fsynced.
         for (name, store) in &mut self.stores {
             let end = if checkpoint_first { store.flush() } else { store.sync() }
                 .map_err(|source| Error::Store { store: name.clone(), source })?;
             checkpoint.changelogs.insert(name.clone(), end);
         }
-        // 2. Outputs, fsynced.
+        // 3. The outputs, fsynced.
         for (name, sink) in &mut self.outputs {
             checkpoint.outputs.insert(name.clone(), sink.sync()?);
         }
         for input in &self.inputs {
             checkpoint.inputs.insert(input.name.clone(), input.next);
         }
-        // 3. The commit point.
+        // 4. The commit point.
         self.checkpoint.write(&checkpoint)?;
         if checkpoint_first {
             for (name, store) in &mut self.stores {
                 store.sync().map_err(|source| Error::Store { store: name.clone(), source })?;
             }
         }
-        // 4. Snapshots, when due.
+        // 5. Snapshots, when due: encoded here, written on a thread of their own (the last
+        // ones finished first), so that the next commits do not wait for their I/O.
         if self.snapshot_every_commits > 0 && id.is_multiple_of(self.snapshot_every_commits) {
+            self.finish_snapshots()?;
+            let mut pending = Vec::new();
             for (name, store) in &mut self.stores {
-                store.write_snapshot().map_err(|source| Error::Store { store: name.clone(), source })?;
+                let snapshot = store
+                    .prepare_snapshot()
+                    .map_err(|source| Error::Store { store: name.clone(), source })?;
+                pending.push((name.clone(), snapshot));
             }
+            self.snapshots = Some(std::thread::spawn(move || {
+                for (name, snapshot) in pending {
+                    snapshot.write().map_err(|source| Error::Store { store: name, source })?;
+                }
+                Ok(())
+            }));
         }
-        // 5. Compaction may now rewrite what this checkpoint covers.
+        // 6. Compaction may now rewrite what this checkpoint covers.
         for (name, store) in &self.stores {
             if let Some(end) = checkpoint.changelogs.get(name) {
                 store.set_compaction_limit(*end);

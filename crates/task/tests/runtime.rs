@@ -7,7 +7,8 @@ mod common;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
-use cairn_fs::{Fs, SimFs};
+use cairn_fs::{FaultRule, Fs, Op, SimFs};
+use cairn_store::RestoreSource;
 use cairn_task::{Error, Runtime, Stopped, TaskRunner};
 use common::{CountTask, Points, check_consistent, config, write_inputs};
 
@@ -235,4 +236,49 @@ fn a_shutdown_request_stops_right_after_its_message_with_a_commit_and_windows_ru
     assert_eq!(runner.positions()["in-0"], 31, "stopped right after the message that asked");
     assert_eq!(runner.checkpoint().unwrap().inputs["in-0"], 31, "and committed it");
     assert!(runner.task().windows > 0, "window was never called");
+}
+
+#[test]
+fn snapshots_are_written_off_the_commit_and_restores_start_from_them() {
+    let (_sim, fs) = sim();
+    write_inputs(&fs, 300);
+    let every_commit = || {
+        let mut config = config(50);
+        config.snapshot_every_commits = 1;
+        config
+    };
+    let mut runner = TaskRunner::open(Arc::clone(&fs), every_commit(), CountTask).unwrap();
+    runner.run_to_end(&AtomicBool::new(false)).unwrap();
+    // Each snapshot batch is waited for before the next one starts, and the last at the end.
+    assert_eq!(runner.metrics().snapshots, runner.metrics().commits, "{:?}", runner.metrics());
+    let end = runner.checkpoint().unwrap().changelogs["counts"];
+    drop(runner);
+    let runner = TaskRunner::open(Arc::clone(&fs), every_commit(), CountTask).unwrap();
+    let report = runner.store("counts").unwrap().restore_report();
+    assert!(matches!(report.source, RestoreSource::Snapshot { offset, .. } if offset == end), "{report:?}");
+    assert_eq!(report.records_replayed, 0);
+    check_consistent(&runner).unwrap();
+}
+
+#[test]
+fn a_failed_snapshot_write_poisons_the_task_and_recovery_is_exact() {
+    let (sim, fs) = sim();
+    write_inputs(&fs, 300);
+    let every_commit = || {
+        let mut config = config(50);
+        config.snapshot_every_commits = 1;
+        config
+    };
+    let mut runner = TaskRunner::open(Arc::clone(&fs), every_commit(), CountTask).unwrap();
+    sim.inject(FaultRule::fail(Op::Rename).on_path(".snapshot"));
+    // The first commit hands its snapshot to a thread; the failure shows at the next
+    // snapshot point (or at the end of the run), which poisons the runner.
+    let error = runner.run_to_end(&AtomicBool::new(false)).unwrap_err();
+    assert!(matches!(error, Error::Store { ref store, .. } if store == "counts"), "{error}");
+    assert!(runner.is_poisoned());
+    assert!(matches!(runner.commit(), Err(Error::Poisoned(_))));
+    sim.clear_faults();
+    drop(runner);
+    let runner = TaskRunner::open(Arc::clone(&fs), every_commit(), CountTask).unwrap();
+    check_consistent(&runner).unwrap();
 }
