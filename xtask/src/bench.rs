@@ -135,6 +135,13 @@ const ROWS: &[Row] = &[
         unit: Unit::BytesPerSec,
         target: ">= 1 GB/s",
     },
+    Row {
+        label: "counting task, 1 partition on 1 thread, commit every second (messages/s)",
+        bench: "task/count_commit_1s",
+        baseline: "task/raw_count",
+        unit: Unit::RecordsPerSec(None),
+        target: ">= 1 M/s",
+    },
 ];
 
 /// What criterion stored for one bench: the median time per iteration and the throughput.
@@ -212,6 +219,7 @@ pub(crate) fn run(quick: bool) -> Result {
     }
     latency_rows(&mut table)?;
     compaction_latency_rows(&mut table)?;
+    commit_latency_rows(&mut table)?;
     println!("\n{table}");
     let out = root().join("target/bench");
     std::fs::create_dir_all(&out).map_err(|e| format!("{}: {e}", out.display()))?;
@@ -237,6 +245,38 @@ fn compaction_latency_rows(table: &mut String) -> Result {
             json["idle"]["ops"],
             busy / idle
         );
+    }
+    Ok(())
+}
+
+/// Rows for the counting task's commit latency, from `benches/task.rs`, beside the raw
+/// replacement of a checkpoint-sized file from `benches/checkpoint.rs` (the commit's last step
+/// alone, with nothing else to make durable).
+fn commit_latency_rows(table: &mut String) -> Result {
+    let path = root().join("target/bench/task-commit-latency.json");
+    let text = std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let json: Value = serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+    let raw_path = root().join("target/bench/checkpoint-latency.json");
+    let raw_text = std::fs::read_to_string(&raw_path).map_err(|e| format!("{}: {e}", raw_path.display()))?;
+    let raw: Value = serde_json::from_str(&raw_text).map_err(|e| format!("{}: {e}", raw_path.display()))?;
+    for (runs, label) in
+        [("default", "snapshots every 10th"), ("snapshot_every_commit", "a snapshot at every")]
+    {
+        for (quantile, target) in [("p50", ""), ("p99", "< 5 ms")] {
+            let ours = json[runs][format!("{quantile}_ms")]
+                .as_f64()
+                .ok_or(format!("{}: no {runs} {quantile}", path.display()))?;
+            let base = raw["raw"][format!("{quantile}_us")]
+                .as_f64()
+                .ok_or(format!("{}: no raw {quantile}", raw_path.display()))?;
+            let _ = writeln!(
+                table,
+                "| task commit {quantile}, {label} commit ({} commits) | {ours:.2} ms | {:.2} ms (checkpoint-sized file replaced) | {:.1} | {target} |",
+                json[runs]["commits"],
+                base / 1e3,
+                ours * 1e3 / base
+            );
+        }
     }
     Ok(())
 }
