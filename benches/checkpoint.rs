@@ -7,10 +7,12 @@
 //! `target/bench/checkpoint-latency.json`, which `cargo xtask bench` reports.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, missing_docs)]
 
+mod common;
+
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use cairn::checkpoint::{Checkpoint, CheckpointFile, CheckpointOptions};
 use cairn::fs::RealFs;
@@ -79,11 +81,6 @@ fn write_latency(c: &mut Criterion) {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-fn percentile(sorted: &[Duration], p: f64) -> f64 {
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i].as_secs_f64() * 1e6
-}
-
 /// p50 and p99 of single writes, both kinds interleaved so that drift affects them alike.
 fn latency_distribution() {
     let dir = scratch("checkpoint-latency");
@@ -109,10 +106,10 @@ fn latency_distribution() {
     let report = format!(
         "{{\"bytes\": {}, \"checkpoint\": {{\"p50_us\": {:.1}, \"p99_us\": {:.1}}}, \"raw\": {{\"p50_us\": {:.1}, \"p99_us\": {:.1}}}}}\n",
         bytes.len(),
-        percentile(&ours, 0.5),
-        percentile(&ours, 0.99),
-        percentile(&raw, 0.5),
-        percentile(&raw, 0.99)
+        common::percentile_us(&ours, 0.5),
+        common::percentile_us(&ours, 0.99),
+        common::percentile_us(&raw, 0.5),
+        common::percentile_us(&raw, 0.99)
     );
     let out = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench");
     std::fs::create_dir_all(&out).unwrap();

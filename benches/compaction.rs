@@ -138,11 +138,6 @@ fn compaction(c: &mut Criterion) {
     group.finish();
 }
 
-fn percentile(sorted: &[Duration], p: f64) -> f64 {
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i].as_secs_f64() * 1e6
-}
-
 /// p50 and p99 of `append` + `sync` with and without a compaction pass running on the same log:
 /// rounds of a fresh dirty log, 300 operations idle, then operations for as long as one pass
 /// over it runs.
@@ -185,11 +180,11 @@ fn append_latency_during_compaction() {
     let report = format!(
         "{{\"idle\": {{\"ops\": {}, \"p50_us\": {:.1}, \"p99_us\": {:.1}}}, \"compacting\": {{\"ops\": {}, \"p50_us\": {:.1}, \"p99_us\": {:.1}}}}}\n",
         idle.len(),
-        percentile(&idle, 0.5),
-        percentile(&idle, 0.99),
+        common::percentile_us(&idle, 0.5),
+        common::percentile_us(&idle, 0.99),
         busy.len(),
-        percentile(&busy, 0.5),
-        percentile(&busy, 0.99)
+        common::percentile_us(&busy, 0.5),
+        common::percentile_us(&busy, 0.99)
     );
     let out = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench");
     std::fs::create_dir_all(&out).unwrap();

@@ -148,19 +148,14 @@ fn count(c: &mut Criterion) {
     write_latencies(&mut latencies, &mut with_snapshots);
 }
 
-fn percentile_ms(sorted: &[Duration], p: f64) -> f64 {
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i].as_secs_f64() * 1e3
-}
-
 fn summary(latencies: &mut [Duration]) -> String {
     latencies.sort();
     format!(
         "{{\"commits\": {}, \"p50_ms\": {:.3}, \"p99_ms\": {:.3}, \"max_ms\": {:.3}}}",
         latencies.len(),
-        percentile_ms(latencies, 0.5),
-        percentile_ms(latencies, 0.99),
-        percentile_ms(latencies, 1.0)
+        common::percentile_us(latencies, 0.5) / 1e3,
+        common::percentile_us(latencies, 0.99) / 1e3,
+        common::percentile_us(latencies, 1.0) / 1e3
     )
 }
 

@@ -1,8 +1,9 @@
 //! Helpers shared by the benches.
-#![allow(clippy::unwrap_used, dead_code)]
+#![allow(clippy::unwrap_used, clippy::indexing_slicing, dead_code)]
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 /// A scratch directory under the system's temporary directory, removed when dropped.
 pub struct Scratch(pub PathBuf);
@@ -36,4 +37,10 @@ pub fn segment_files(dir: &Path) -> Vec<PathBuf> {
         .collect();
     files.sort();
     files
+}
+
+/// The `p`-quantile (0.0 to 1.0) of sorted latencies, in microseconds.
+pub fn percentile_us(sorted: &[Duration], p: f64) -> f64 {
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i].as_secs_f64() * 1e6
 }

@@ -229,12 +229,18 @@ pub(crate) fn run(quick: bool) -> Result {
     Ok(())
 }
 
+/// The JSON a bench's direct pass wrote under `target/bench/`, with its path.
+fn read_json(name: &str) -> Result<(std::path::PathBuf, Value)> {
+    let path = root().join("target/bench").join(name);
+    let text = std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let json = serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok((path, json))
+}
+
 /// Rows for append + sync latency while a compaction pass runs, against idle, from the direct
 /// pass of `benches/compaction.rs`.
 fn compaction_latency_rows(table: &mut String) -> Result {
-    let path = root().join("target/bench/compaction-latency.json");
-    let text = std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let json: Value = serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+    let (path, json) = read_json("compaction-latency.json")?;
     for (label, key, target) in [("p50", "p50_us", ""), ("p99", "p99_us", "<= 2x idle")] {
         let busy = json["compacting"][key].as_f64().ok_or(format!("{}: no {key}", path.display()))?;
         let idle = json["idle"][key].as_f64().ok_or(format!("{}: no idle {key}", path.display()))?;
@@ -253,12 +259,8 @@ fn compaction_latency_rows(table: &mut String) -> Result {
 /// replacement of a checkpoint-sized file from `benches/checkpoint.rs` (the commit's last step
 /// alone, with nothing else to make durable).
 fn commit_latency_rows(table: &mut String) -> Result {
-    let path = root().join("target/bench/task-commit-latency.json");
-    let text = std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let json: Value = serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
-    let raw_path = root().join("target/bench/checkpoint-latency.json");
-    let raw_text = std::fs::read_to_string(&raw_path).map_err(|e| format!("{}: {e}", raw_path.display()))?;
-    let raw: Value = serde_json::from_str(&raw_text).map_err(|e| format!("{}: {e}", raw_path.display()))?;
+    let (path, json) = read_json("task-commit-latency.json")?;
+    let (raw_path, raw) = read_json("checkpoint-latency.json")?;
     for (runs, label) in
         [("default", "snapshots every 10th"), ("snapshot_every_commit", "a snapshot at every")]
     {
@@ -283,9 +285,7 @@ fn commit_latency_rows(table: &mut String) -> Result {
 
 /// Rows for the checkpoint's p50 and p99 from the direct latency pass of `benches/checkpoint.rs`.
 fn latency_rows(table: &mut String) -> Result {
-    let path = root().join("target/bench/checkpoint-latency.json");
-    let text = std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let json: Value = serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+    let (path, json) = read_json("checkpoint-latency.json")?;
     for (label, key, target) in
         [("checkpoint write p50", "p50_us", "<= 1.15x"), ("checkpoint write p99", "p99_us", "")]
     {

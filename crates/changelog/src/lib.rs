@@ -69,7 +69,7 @@ pub use error::{CorruptionKind, Error, Result};
 pub use locate::{SegmentId, SegmentInfo, SegmentSet, ValueLocation};
 pub use log::Log;
 pub use maintenance::{CompactionLimit, CompactionPolicy, Listener, Maintenance, MaintenanceStatus};
-pub use options::LogOptions;
+pub use options::{LogOptions, WRITEBACK_BYTES};
 pub use reader::{BatchRecords, BatchView, OwnedRecords, ReadLimit, Reader};
 pub use record::{OwnedRecord, Record, RecordView};
 pub use recovery::{RecoveryReport, TailCut};

@@ -30,6 +30,9 @@ use crate::segment::{FileScan, Segment, Stats, Step, TEMP_SUFFIX, index_name, lo
 use crate::sync::{AtomicBool, AtomicU64, Mutex, Ordering, lock};
 use crate::watermark::Watermark;
 
+/// Write-back hints cover whole pages of this size.
+const WRITEBACK_PAGE: u64 = 4096;
+
 /// An append-only, segmented, checksummed log of records, stored in one directory.
 ///
 /// Appends return offsets at once; records become visible to readers when written from the
@@ -746,11 +749,13 @@ impl Shared {
         self.start_writeback(w, self.options.writeback_bytes)
     }
 
-    /// Starts the write-back of the active segment's written bytes not yet started, if there
-    /// are at least `at_least` of them (and write-back is on): the pages go to the device now
-    /// rather than all at the next fsync, which then finds little to do.
+    /// Starts the write-back of the active segment's written whole pages not yet started, if
+    /// there are at least `at_least` bytes of them (and write-back is on): the pages go to the
+    /// device now rather than all at the next fsync, which then finds little to do. The last
+    /// partial page is left for later: the next append would dirty it again.
     fn start_writeback(&self, w: &mut Writer, at_least: u64) -> Result<()> {
-        let unstarted = w.written - w.writeback_from;
+        let end = w.written & !(WRITEBACK_PAGE - 1);
+        let unstarted = end.saturating_sub(w.writeback_from);
         if self.options.writeback_bytes == 0 || unstarted == 0 || unstarted < at_least {
             return Ok(());
         }
@@ -758,7 +763,7 @@ impl Shared {
         if let Err(e) = w.active.file.start_writeback(w.writeback_from, unstarted) {
             return Err(self.poison(Error::io("start_writeback", &w.active.path, e)));
         }
-        w.writeback_from = w.written;
+        w.writeback_from = end;
         Ok(())
     }
 
@@ -861,7 +866,8 @@ impl Shared {
         drop(segments);
         let scan = self.cut_segment(&mut w, keep, &segment, cut)?;
         w.written = scan.end;
-        w.writeback_from = w.writeback_from.min(scan.end);
+        // What is kept was made durable before the cut.
+        w.writeback_from = scan.end;
         w.last_indexed = scan.entries.last().map_or(0, |e| u64::from(e.position));
         w.stats = scan.stats;
         w.next_offset = offset;

@@ -3,6 +3,9 @@
 use crate::error::{Error, Result};
 use crate::maintenance::Maintenance;
 
+/// The [`LogOptions::writeback_bytes`] that the store and the task runtime use: 1 MiB.
+pub const WRITEBACK_BYTES: u64 = 1 << 20;
+
 /// Options of a [`Log`](crate::Log). Start from [`LogOptions::default`] and change fields.
 ///
 /// ```
@@ -26,11 +29,15 @@ pub struct LogOptions {
     /// readers see records once written. Consecutive appends in the buffer share one batch. 0
     /// writes every append at once. Default 256 KiB.
     pub write_buffer_bytes: usize,
-    /// Once this many bytes have been written to the active segment since the last time, the
-    /// log asks the OS to start writing them to the device without waiting
+    /// Once this many bytes (whole pages) have been written to the active segment since the
+    /// last time, and at each [`Log::flush`](crate::Log::flush), the log asks the OS to start
+    /// writing them to the device without waiting
     /// ([`File::start_writeback`](cairn_fs::File::start_writeback)), so that a sync finds at
     /// most about this much dirty data instead of everything written since the last one. It
-    /// makes nothing durable earlier. 0 leaves write-back to the OS. Default 1 MiB.
+    /// makes nothing durable earlier. For logs synced at intervals, where the sync's latency
+    /// matters (a store's changelog and a task's outputs use [`WRITEBACK_BYTES`]); it costs
+    /// throughput where nothing is synced (the device writes now, not later or never). 0, the
+    /// default, leaves write-back to the OS.
     pub writeback_bytes: u64,
     /// The largest batch one append may produce, in encoded bytes; capped at
     /// `segment_bytes_max`. Default 16 MiB.
@@ -54,7 +61,7 @@ impl Default for LogOptions {
             segment_age_ms_max: None,
             index_interval_bytes: 4096,
             write_buffer_bytes: 256 << 10,
-            writeback_bytes: 1 << 20,
+            writeback_bytes: 0,
             batch_bytes_max: 16 << 20,
             known_durable_end: None,
             verify_on_open: false,

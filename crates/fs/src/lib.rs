@@ -195,13 +195,16 @@ pub trait File: Send + Sync + fmt::Debug {
 
     /// Starts writing `len` bytes at `offset` to the device, without waiting: a hint that keeps
     /// a later [`File::sync_data`] short by leaving it little dirty data. It makes nothing
-    /// durable. [`RealFs`] uses `sync_file_range(SYNC_FILE_RANGE_WRITE)` on Linux and does
-    /// nothing elsewhere; [`SimFs`] only counts it.
+    /// durable. [`RealFs`] uses `sync_file_range(SYNC_FILE_RANGE_WRITE)` on Linux (where the
+    /// kernel or file system lacks it, nothing happens) and does nothing elsewhere; [`SimFs`]
+    /// counts the calls and bytes and lets fault rules fail it. The default does nothing.
     ///
     /// # Errors
-    /// Any I/O error of the platform, which may be an earlier write-back failure of the file:
-    /// treat it as a failed fsync (the data may be lost; poison, never retry).
-    fn start_writeback(&self, offset: u64, len: u64) -> io::Result<()>;
+    /// Any I/O error of the platform (say, `EIO` or `ENOSPC` while starting the writes): treat
+    /// it as a failed fsync (the data may be lost; poison, never retry).
+    fn start_writeback(&self, _offset: u64, _len: u64) -> io::Result<()> {
+        Ok(())
+    }
 
     /// Maps the file's current contents read-only. Later writes to the file may or may not be
     /// visible through the mapping (they are on [`RealFs`], they are not on [`SimFs`]): map only

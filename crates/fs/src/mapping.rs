@@ -1,5 +1,6 @@
 //! Read-only views of a file's bytes: a memory mapping on [`RealFs`](crate::RealFs), a shared
-//! byte buffer on [`SimFs`](crate::SimFs). The only module of the workspace with `unsafe` code.
+//! byte buffer on [`SimFs`](crate::SimFs). With `writeback.rs`, the only module of the
+//! workspace with `unsafe` code.
 #![allow(unsafe_code)]
 
 use std::fmt;

@@ -11,13 +11,22 @@ use std::io;
 #[cfg(target_os = "linux")]
 pub(crate) fn start(file: &std::fs::File, offset: u64, len: u64) -> io::Result<()> {
     use std::os::fd::AsRawFd;
-    let (Ok(offset), Ok(len)) = (libc::off64_t::try_from(offset), libc::off64_t::try_from(len)) else {
+    let (Ok(offset), Ok(len)) = (i64::try_from(offset), i64::try_from(len)) else {
         return Err(io::Error::new(io::ErrorKind::InvalidInput, "write-back range past i64::MAX"));
     };
     // SAFETY: sync_file_range takes a file descriptor and three integers, no pointers; the
     // descriptor stays open for the call because `file` is borrowed.
     let result = unsafe { libc::sync_file_range(file.as_raw_fd(), offset, len, libc::SYNC_FILE_RANGE_WRITE) };
-    if result == 0 { Ok(()) } else { Err(io::Error::last_os_error()) }
+    if result == 0 {
+        return Ok(());
+    }
+    let error = io::Error::last_os_error();
+    match error.raw_os_error() {
+        // A kernel, sandbox or file that does not offer the call: the hint is lost, nothing
+        // else (our arguments are valid, so EINVAL means the same).
+        Some(libc::ENOSYS | libc::EOPNOTSUPP | libc::EINVAL | libc::ESPIPE) => Ok(()),
+        _ => Err(error),
+    }
 }
 
 #[cfg(not(target_os = "linux"))]

@@ -20,7 +20,8 @@ use crate::restore::RestoreProgress;
 pub struct StoreOptions {
     /// Options of the changelog under `<dir>/changelog`. Its `maintenance` must stay `None`:
     /// background compaction is [`StoreOptions::compaction`]. Default: the log's defaults with
-    /// 32 MiB segments.
+    /// 32 MiB segments and write-back started every
+    /// [`WRITEBACK_BYTES`](cairn_changelog::WRITEBACK_BYTES), which keeps syncs short.
     pub log: LogOptions,
     /// The longest key accepted. Default 64 KiB.
     pub key_bytes_max: usize,
@@ -55,6 +56,7 @@ impl Default for StoreOptions {
     fn default() -> StoreOptions {
         let mut log = LogOptions::default();
         log.segment_bytes_max = 32 << 20;
+        log.writeback_bytes = cairn_changelog::WRITEBACK_BYTES;
         StoreOptions {
             log,
             key_bytes_max: 64 << 10,

@@ -148,12 +148,22 @@ pub(crate) fn remove_above(fs: &dyn Fs, dir: &Path, offset: u64) -> Result<()> {
 /// A snapshot encoded from the index by [`Store::prepare_snapshot`](crate::Store::prepare_snapshot),
 /// not yet written: [`PendingSnapshot::write`] does the file I/O, on any thread, while the
 /// store goes on.
-#[derive(Debug)]
+#[must_use = "a prepared snapshot is written only by `write`"]
 pub struct PendingSnapshot {
     fs: Arc<dyn Fs>,
     dir: PathBuf,
     kept: usize,
     payload: Payload,
+}
+
+impl std::fmt::Debug for PendingSnapshot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PendingSnapshot")
+            .field("dir", &self.dir)
+            .field("offset", &self.payload.offset)
+            .field("keys", &self.payload.keys)
+            .finish_non_exhaustive()
+    }
 }
 
 impl PendingSnapshot {
@@ -179,8 +189,12 @@ impl PendingSnapshot {
         file.write(&payload).map_err(Error::Snapshot)?;
         let mut removed = 0;
         for (_, old) in list(fs.as_ref(), &dir)?.iter().skip(kept) {
-            fs.remove_file(old).map_err(|e| Error::io("remove", old, e))?;
-            removed += 1;
+            match fs.remove_file(old) {
+                Ok(()) => removed += 1,
+                // Pruned meanwhile by another writer of a snapshot of this store.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(Error::io("remove", old, e)),
+            }
         }
         if removed > 0 {
             fs.sync_dir(&dir).map_err(|e| Error::io("sync_dir", &dir, e))?;

@@ -44,8 +44,14 @@ pub struct TaskConfig {
     pub commit_every_messages: Option<u64>,
     /// Call [`StreamTask::window`](crate::StreamTask::window) this often, if set. Default `None`.
     pub window_interval: Option<Duration>,
-    /// Write a snapshot of every store every this many commits (0: never). Default 10.
+    /// Snapshot every store every this many commits (0: never). Default 10. The snapshot is
+    /// encoded during the commit and written on a thread of its own, so that the commit does
+    /// not wait for its file I/O ([`TaskRunner::finish_snapshots`](crate::TaskRunner::finish_snapshots)).
     pub snapshot_every_commits: u64,
+    /// Write snapshots on a thread of their own (`true`, the default) or on the task's thread
+    /// during the commit (`false`: slower commits, but every file operation happens in one
+    /// order, which deterministic crash tests on the simulator need).
+    pub background_snapshots: bool,
     /// Messages taken from one input before the next input's turn. Default 1024.
     pub poll_batch: usize,
 }
@@ -77,6 +83,7 @@ impl TaskConfig {
             commit_every_messages: None,
             window_interval: None,
             snapshot_every_commits: 10,
+            background_snapshots: true,
             poll_batch: 1024,
         }
     }
@@ -99,9 +106,13 @@ impl TaskConfig {
         self
     }
 
-    /// Adds an output log (at `<dir>/outputs/<name>`).
+    /// Adds an output log (at `<dir>/outputs/<name>`), with the log's default options but
+    /// write-back started every [`WRITEBACK_BYTES`](cairn_changelog::WRITEBACK_BYTES), which
+    /// keeps the commit's fsync short.
     pub fn output_log(mut self, name: impl Into<String>) -> TaskConfig {
-        self.outputs.push((name.into(), OutputKind::Log(Box::default())));
+        let mut options = LogOptions::default();
+        options.writeback_bytes = cairn_changelog::WRITEBACK_BYTES;
+        self.outputs.push((name.into(), OutputKind::Log(Box::new(options))));
         self
     }
 

@@ -9,10 +9,11 @@
 //! [`TaskConfig::commit_interval`] or [`TaskConfig::commit_every_messages`], on request, and at
 //! a clean stop. A [`Runtime`] runs many tasks on threads.
 //!
-//! The commit, in order: every store's pending writes flushed into its changelog and the
-//! changelog fsynced; every output fsynced; the checkpoint (input offsets, changelog ends,
-//! output ends) written by fsync-and-rename: the commit point; snapshots when due; the
-//! stores' compaction limits raised to the checkpoint. Recovery reads the checkpoint, cuts
+//! The commit, in order: every store's pending writes flushed into its changelog and every
+//! output's into its log (write-back started), every changelog fsynced, every output fsynced;
+//! the checkpoint (input offsets, changelog ends, output ends) written by fsync-and-rename: the
+//! commit point; snapshots when due (written off the task's thread); the stores' compaction
+//! limits raised to the checkpoint. Recovery reads the checkpoint, cuts
 //! every changelog and output back to it, restores the stores, and resumes every input at its
 //! checkpointed offset: the stores, outputs and input positions after a crash are exactly those
 //! of the last commit, so every input message is reflected once in state and outputs.

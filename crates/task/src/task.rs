@@ -9,7 +9,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use cairn_checkpoint::{Checkpoint, CheckpointFile, CheckpointOptions};
 use cairn_fs::Fs;
-use cairn_store::{Store, TypedStore};
+use cairn_store::{PendingSnapshot, RestoreSource, Store, TypedStore};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -77,7 +77,9 @@ struct Requests {
 }
 
 impl Context<'_> {
-    /// The store named `name`.
+    /// The store named `name`. The runtime commits and snapshots it: a task should not call
+    /// its `sync`, `write_snapshot` or `close` itself (a sync is harmless; a snapshot written
+    /// beside the runtime's wastes work).
     ///
     /// # Errors
     /// [`Error::UnknownStore`] if the task has no such store.
@@ -163,6 +165,7 @@ pub struct TaskRunner<T> {
     last_window: Instant,
     /// Changelog bytes at the last commit, per store (for the bytes-appended metric).
     changelog_bytes: BTreeMap<String, u64>,
+    background_snapshots: bool,
     /// The snapshots being written on a background thread (at most one batch at a time).
     snapshots: Option<SnapshotJob>,
     poison: Option<Arc<str>>,
@@ -170,7 +173,8 @@ pub struct TaskRunner<T> {
 
 impl<T> Drop for TaskRunner<T> {
     /// Waits for snapshots still being written: none outlives its runner (a reopened store
-    /// must not meet a writer of the old one in its directory).
+    /// must not meet a writer of the old one in its directory). Their error, if any, is lost
+    /// here: [`TaskRunner::finish_snapshots`] reports it.
     fn drop(&mut self) {
         if let Some(job) = self.snapshots.take() {
             let _ = job.join();
@@ -179,8 +183,21 @@ impl<T> Drop for TaskRunner<T> {
 }
 
 /// Snapshot files being written off the task's thread: what each store's
-/// [`Store::prepare_snapshot`] encoded at one commit.
-type SnapshotJob = std::thread::JoinHandle<Result<()>>;
+/// [`Store::prepare_snapshot`] encoded at one commit; the thread returns each store's snapshot
+/// offset.
+type SnapshotJob = std::thread::JoinHandle<Result<Vec<(String, u64)>>>;
+
+/// Writes each store's encoded snapshot; returns each store's snapshot offset.
+fn write_snapshots(pending: Vec<(String, PendingSnapshot)>) -> Result<Vec<(String, u64)>> {
+    pending
+        .into_iter()
+        .map(|(name, snapshot)| {
+            let offset = snapshot.offset();
+            snapshot.write().map_err(|source| Error::Store { store: name.clone(), source })?;
+            Ok((name, offset))
+        })
+        .collect()
+}
 
 impl<T> std::fmt::Debug for TaskRunner<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -326,8 +343,13 @@ impl<T: StreamTask> TaskRunner<T> {
             let path = dir.join("stores").join(&name);
             let store = Store::open_at(Arc::clone(&fs), &path, options, offset)
                 .map_err(|source| Error::Store { store: name.clone(), source })?;
-            // Compaction may only rewrite what the checkpoint covers.
-            store.set_compaction_limit(offset);
+            // Compaction may only rewrite what the checkpoint covers, and, with snapshots on,
+            // what the newest snapshot covers (see `TaskRunner::snapshots_written`).
+            store.set_compaction_limit(match &store.restore_report().source {
+                _ if config.snapshot_every_commits == 0 => offset,
+                RestoreSource::Snapshot { offset: snapshot, .. } => (*snapshot).min(offset),
+                _ => 0,
+            });
             metrics.records_replayed += store.restore_report().records_replayed;
             stores.insert(name, store);
         }
@@ -367,6 +389,7 @@ impl<T: StreamTask> TaskRunner<T> {
             last_commit: now,
             last_window: now,
             changelog_bytes,
+            background_snapshots: config.background_snapshots,
             snapshots: None,
             poison: None,
         };
@@ -421,15 +444,18 @@ impl<T: StreamTask> TaskRunner<T> {
         };
         self.call_task(|task, ctx| task.close(ctx))?;
         self.commit()?;
-        let finished = self.finish_snapshots();
-        self.poison_on_error(finished)?;
+        self.finish_snapshots()?;
         Ok(stopped)
     }
 
-    /// Waits for the snapshots being written in the background, if any.
+    /// Waits for the snapshots being written in the background, if any. [`TaskRunner::run`]
+    /// and [`TaskRunner::run_to_end`] call it before they return, and each commit joins a
+    /// finished batch before it writes anything; a runner dropped with a batch in flight waits
+    /// for it but cannot report its error: call this first to learn of it.
     ///
     /// # Errors
-    /// The first error of writing them ([`Error::Store`]); the runner is then poisoned.
+    /// The first error of writing them ([`Error::Store`]), or [`Error::Io`] if the thread
+    /// panicked; the runner is then poisoned.
     pub fn finish_snapshots(&mut self) -> Result<()> {
         let Some(job) = self.snapshots.take() else { return Ok(()) };
         let result = match job.join() {
@@ -440,10 +466,21 @@ impl<T: StreamTask> TaskRunner<T> {
                 source: std::io::Error::other("the snapshot thread panicked"),
             }),
         };
-        if result.is_ok() {
-            self.metrics.snapshots += 1;
+        let written = self.poison_on_error(result)?;
+        self.snapshots_written(&written);
+        Ok(())
+    }
+
+    /// With snapshots on, compaction may rewrite a store's changelog only below its newest
+    /// written snapshot: past it, compaction could drop records the snapshot points to, and
+    /// restore would have to skip the snapshot and replay everything.
+    fn snapshots_written(&mut self, written: &[(String, u64)]) {
+        for (name, offset) in written {
+            if let Some(store) = self.stores.get(name) {
+                store.set_compaction_limit(*offset);
+            }
         }
-        self.poison_on_error(result)
+        self.metrics.snapshots += 1;
     }
 
     fn commit_due(&self) -> bool {
@@ -513,14 +550,16 @@ impl<T: StreamTask> TaskRunner<T> {
         Ok(total)
     }
 
-    /// Commits, in DESIGN §5's order: every store flushed and its changelog fsynced, then every
-    /// output fsynced, then the checkpoint written (the commit point), then snapshots when due,
-    /// then each store's compaction limit raised to its checkpointed offset. Returns the
-    /// checkpoint written.
+    /// Commits, in DESIGN §5's order: every store and output flushed (their write-back
+    /// started), every store's changelog fsynced, then every output fsynced, then the
+    /// checkpoint written (the commit point), then snapshots when due (encoded here, written on
+    /// a thread of their own once the previous ones are finished), then each store's compaction
+    /// limit raised to its checkpointed offset. Returns the checkpoint written.
     ///
     /// # Errors
-    /// [`Error::Store`], [`Error::Log`] or [`Error::Checkpoint`]; any of them poisons the runner
-    /// (reopen to recover from the last checkpoint).
+    /// [`Error::Store`], [`Error::Log`] or [`Error::Checkpoint`], including a failure of the
+    /// previous snapshots' writing; any of them poisons the runner (reopen to recover from the
+    /// last checkpoint).
     pub fn commit(&mut self) -> Result<Checkpoint> {
         self.check_usable()?;
         let started = Instant::now();
@@ -535,6 +574,12 @@ impl<T: StreamTask> TaskRunner<T> {
 
     fn commit_steps(&mut self) -> Result<Checkpoint> {
         let id = self.checkpoint.current().map_or(1, |c| c.id + 1);
+        let snapshot_due = self.snapshot_every_commits > 0 && id.is_multiple_of(self.snapshot_every_commits);
+        // Earlier snapshots: a failure fails this commit before it writes anything; a commit
+        // due a snapshot waits for the previous one.
+        if snapshot_due || self.snapshots.as_ref().is_some_and(std::thread::JoinHandle::is_finished) {
+            self.finish_snapshots()?;
+        }
         let mut checkpoint = Checkpoint::new(id);
         checkpoint.created_ms = now_ms();
         let checkpoint_first = crate::mutants::active(crate::mutants::CHECKPOINT_BEFORE_CHANGELOG_SYNC);
@@ -566,10 +611,9 @@ impl<T: StreamTask> TaskRunner<T> {
                 store.sync().map_err(|source| Error::Store { store: name.clone(), source })?;
             }
         }
-        // 5. Snapshots, when due: encoded here, written on a thread of their own (the last
-        // ones finished first), so that the next commits do not wait for their I/O.
-        if self.snapshot_every_commits > 0 && id.is_multiple_of(self.snapshot_every_commits) {
-            self.finish_snapshots()?;
+        // 5. Snapshots, when due: encoded here, written on a thread of their own, so that the
+        // next commits do not wait for their I/O.
+        if snapshot_due {
             let mut pending = Vec::new();
             for (name, store) in &mut self.stores {
                 let snapshot = store
@@ -577,16 +621,27 @@ impl<T: StreamTask> TaskRunner<T> {
                     .map_err(|source| Error::Store { store: name.clone(), source })?;
                 pending.push((name.clone(), snapshot));
             }
-            self.snapshots = Some(std::thread::spawn(move || {
-                for (name, snapshot) in pending {
-                    snapshot.write().map_err(|source| Error::Store { store: name, source })?;
-                }
-                Ok(())
-            }));
+            if self.background_snapshots {
+                let job = std::thread::Builder::new()
+                    .name(format!("cairn-snapshot-{}", self.name))
+                    .spawn(move || write_snapshots(pending))
+                    .map_err(|source| Error::Io {
+                        op: "spawn the snapshot thread",
+                        path: self.checkpoint_path().with_file_name("stores"),
+                        source,
+                    })?;
+                self.snapshots = Some(job);
+            } else {
+                let written = write_snapshots(pending)?;
+                self.snapshots_written(&written);
+            }
         }
-        // 6. Compaction may now rewrite what this checkpoint covers.
+        // 6. Compaction may now rewrite what this checkpoint covers (with snapshots on, what
+        // the newest written snapshot covers: `snapshots_written`).
         for (name, store) in &self.stores {
-            if let Some(end) = checkpoint.changelogs.get(name) {
+            if let Some(end) = checkpoint.changelogs.get(name)
+                && self.snapshot_every_commits == 0
+            {
                 store.set_compaction_limit(*end);
             }
             let bytes = changelog_bytes(store);
@@ -612,7 +667,9 @@ impl<T: StreamTask> TaskRunner<T> {
     }
 
     fn poison_on_error<R>(&mut self, result: Result<R>) -> Result<R> {
-        if let Err(e) = &result {
+        if let Err(e) = &result
+            && self.poison.is_none()
+        {
             self.poison = Some(Arc::from(e.to_string()));
         }
         result

@@ -239,12 +239,19 @@ fn a_shutdown_request_stops_right_after_its_message_with_a_commit_and_windows_ru
 }
 
 #[test]
-fn snapshots_are_written_off_the_commit_and_restores_start_from_them() {
+fn snapshots_follow_their_cadence_on_or_off_the_task_thread_and_restores_start_from_them() {
+    for background in [false, true] {
+        snapshots_follow_their_cadence(background);
+    }
+}
+
+fn snapshots_follow_their_cadence(background: bool) {
     let (_sim, fs) = sim();
     write_inputs(&fs, 300);
     let every_commit = || {
         let mut config = config(50);
         config.snapshot_every_commits = 1;
+        config.background_snapshots = background;
         config
     };
     let mut runner = TaskRunner::open(Arc::clone(&fs), every_commit(), CountTask).unwrap();
@@ -267,12 +274,13 @@ fn a_failed_snapshot_write_poisons_the_task_and_recovery_is_exact() {
     let every_commit = || {
         let mut config = config(50);
         config.snapshot_every_commits = 1;
+        config.background_snapshots = true;
         config
     };
     let mut runner = TaskRunner::open(Arc::clone(&fs), every_commit(), CountTask).unwrap();
     sim.inject(FaultRule::fail(Op::Rename).on_path(".snapshot"));
-    // The first commit hands its snapshot to a thread; the failure shows at the next
-    // snapshot point (or at the end of the run), which poisons the runner.
+    // The first commit hands its snapshot to a thread; the next commit joins it before it
+    // writes anything, and the failure poisons the runner.
     let error = runner.run_to_end(&AtomicBool::new(false)).unwrap_err();
     assert!(matches!(error, Error::Store { ref store, .. } if store == "counts"), "{error}");
     assert!(runner.is_poisoned());

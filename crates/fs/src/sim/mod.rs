@@ -57,6 +57,8 @@ pub struct SimStats {
     pub renames: u64,
     /// Successful write-back hints ([`File::start_writeback`](crate::File::start_writeback)).
     pub writebacks: u64,
+    /// Bytes those hints covered.
+    pub writeback_bytes: u64,
     /// Faults injected.
     pub faults: u64,
 }
@@ -563,12 +565,13 @@ impl File for SimFile {
         self.sync(Op::SyncAll)
     }
 
-    fn start_writeback(&self, _offset: u64, _len: u64) -> io::Result<()> {
+    fn start_writeback(&self, _offset: u64, len: u64) -> io::Result<()> {
         // Only a hint: nothing becomes durable, so the live and durable bytes stay as they are.
         let mut state = self.fs.shared.lock();
         state.record(Op::Writeback, &self.path);
         state.check(Op::Writeback, &self.path)?;
         state.stats.writebacks += 1;
+        state.stats.writeback_bytes += len;
         Ok(())
     }
 

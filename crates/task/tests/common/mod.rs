@@ -67,6 +67,8 @@ pub fn config(commit_every: u64) -> TaskConfig {
         config = config.input_log(format!("in-{p}"), input_dir(p));
     }
     config.snapshot_every_commits = 3;
+    // On the task's thread: every file operation in one order, so that sweeps replay.
+    config.background_snapshots = false;
     config
 }
 
