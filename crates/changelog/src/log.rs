@@ -422,6 +422,11 @@ impl Log {
         self.shared.control.set_limit(offset);
     }
 
+    /// The explicit compaction limit last set with [`Log::set_compaction_limit`] (0 before).
+    pub fn compaction_limit(&self) -> u64 {
+        self.shared.control.limit()
+    }
+
     /// Asks the maintenance thread for a compaction pass now, whatever the dirty share.
     pub fn request_compaction(&self) {
         self.shared.control.request();

@@ -143,6 +143,10 @@ impl Control {
         lock(&self.state).limit = limit;
     }
 
+    pub(crate) fn limit(&self) -> u64 {
+        lock(&self.state).limit
+    }
+
     pub(crate) fn request(&self) {
         lock(&self.state).requested = true;
         self.wake.notify_all();

@@ -554,7 +554,8 @@ impl<T: StreamTask> TaskRunner<T> {
     /// started), every store's changelog fsynced, then every output fsynced, then the
     /// checkpoint written (the commit point), then snapshots when due (encoded here, written on
     /// a thread of their own once the previous ones are finished), then each store's compaction
-    /// limit raised to its checkpointed offset. Returns the checkpoint written.
+    /// limit raised to its checkpointed offset (with snapshots on, to its newest written
+    /// snapshot's offset instead). Returns the checkpoint written.
     ///
     /// # Errors
     /// [`Error::Store`], [`Error::Log`] or [`Error::Checkpoint`], including a failure of the

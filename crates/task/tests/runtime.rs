@@ -290,3 +290,42 @@ fn a_failed_snapshot_write_poisons_the_task_and_recovery_is_exact() {
     let runner = TaskRunner::open(Arc::clone(&fs), every_commit(), CountTask).unwrap();
     check_consistent(&runner).unwrap();
 }
+
+#[test]
+fn with_snapshots_on_compaction_stops_at_the_newest_written_snapshot() {
+    let (_sim, fs) = sim();
+    write_inputs(&fs, 300);
+    let limit =
+        |runner: &TaskRunner<CountTask>| runner.store("counts").unwrap().changelog().compaction_limit();
+    let mut every_other = config(50);
+    every_other.snapshot_every_commits = 2;
+    let mut runner = TaskRunner::open(Arc::clone(&fs), every_other, CountTask).unwrap();
+    runner.poll_once().unwrap();
+    let first = runner.commit().unwrap();
+    // No snapshot yet: nothing may be compacted, though commit 1 is durable.
+    assert!(first.changelogs["counts"] > 0);
+    assert_eq!(limit(&runner), 0);
+    runner.poll_once().unwrap();
+    let second = runner.commit().unwrap();
+    assert_eq!(limit(&runner), second.changelogs["counts"]);
+    runner.poll_once().unwrap();
+    let third = runner.commit().unwrap();
+    assert!(third.changelogs["counts"] > second.changelogs["counts"]);
+    assert_eq!(limit(&runner), second.changelogs["counts"]);
+    drop(runner);
+    // Reopened from the snapshot of commit 2: the limit starts there.
+    let mut every_other = config(50);
+    every_other.snapshot_every_commits = 2;
+    let runner = TaskRunner::open(Arc::clone(&fs), every_other, CountTask).unwrap();
+    assert_eq!(limit(&runner), second.changelogs["counts"]);
+
+    // Snapshots off: the limit follows every checkpoint.
+    let mut never = config(50);
+    never.snapshot_every_commits = 0;
+    let (_sim, fs) = sim();
+    write_inputs(&fs, 300);
+    let mut runner = TaskRunner::open(Arc::clone(&fs), never, CountTask).unwrap();
+    runner.poll_once().unwrap();
+    let first = runner.commit().unwrap();
+    assert_eq!(limit(&runner), first.changelogs["counts"]);
+}
