@@ -6,11 +6,15 @@
 //! - `cargo xtask loom [--deep]`: clippy on the loom-only code, the loom models (`--cfg loom`,
 //!   their own target directory, `LOOM_MAX_PREEMPTIONS=2`, or 3 with `--deep`), then each
 //!   mutant in its own process, which must fail with the message it names.
+//! - `cargo xtask crash <kill|points|sim|surgery|all> [--iterations N] [--seed S] [--profile
+//!   ci|long] [--mutant NAME]`: the crash-recovery harness (crash.rs, docs/crash-testing.md);
+//!   `ci` runs `crash all --profile ci`.
 //! - `cargo xtask bench [--quick]`: the criterion benches and a Markdown table of each figure
 //!   beside its baseline from the same run, written to `target/bench/report.md`.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 mod bench;
+mod crash;
 
 use std::env;
 use std::path::{Path, PathBuf};
@@ -26,6 +30,7 @@ fn main() -> ExitCode {
         Some("ci") => ci(),
         Some("loom") => loom(flag("--deep")),
         Some("bench") => bench::run(flag("--quick")),
+        Some("crash") => crash::main(&args[1..]),
         _ => Err(USAGE.to_string()),
     };
     match result {
@@ -37,7 +42,7 @@ fn main() -> ExitCode {
     }
 }
 
-const USAGE: &str = "usage: cargo xtask <ci | loom [--deep] | bench [--quick]>";
+const USAGE: &str = "usage: cargo xtask <ci | loom [--deep] | bench [--quick] | crash <kill|points|sim|surgery|all> [options]>";
 
 /// The workspace root (the parent of this crate's directory).
 pub(crate) fn root() -> PathBuf {
@@ -76,6 +81,7 @@ fn ci() -> Result {
         run(command)?;
     }
     loom(false)?;
+    crash::main(&["all".into(), "--profile".into(), "ci".into()])?;
     eprintln!("xtask ci: all green in {:.0} s", started.elapsed().as_secs_f64());
     Ok(())
 }

@@ -751,6 +751,7 @@ impl Shared {
         // Bytes first, then the end offset: a reader that sees the new end finds the bytes.
         active.published.publish(w.written);
         self.end.publish(w.next_offset);
+        cairn_fs::crash_point(cairn_fs::crash_point::CHANGELOG_WRITTEN);
         self.start_writeback(w, self.options.writeback_bytes)
     }
 
@@ -791,6 +792,7 @@ impl Shared {
         if !pending.sealed.is_empty() && !mutants::active(mutants::NO_DIR_SYNC_ON_APPEND_PATH) {
             self.fs.sync_dir(&self.dir).map_err(|e| self.poison(Error::io("sync_dir", &self.dir, e)))?;
         }
+        cairn_fs::crash_point(cairn_fs::crash_point::CHANGELOG_SYNCED);
         Ok(())
     }
 
@@ -816,6 +818,7 @@ impl Shared {
         {
             self.fs.sync_dir(&self.dir).map_err(|e| self.poison(Error::io("sync_dir", &self.dir, e)))?;
         }
+        cairn_fs::crash_point(cairn_fs::crash_point::CHANGELOG_ROLLED);
         let active = Arc::new(Segment::active(w.next_offset, path, file, 0, Vec::new()));
         {
             let mut segments = lock(&self.segments);

@@ -6,7 +6,8 @@
 //! successful `sync` acknowledged (P1, P3, P4); after appending and syncing on the recovered
 //! log, a second crash must again leave a prefix (a cut tail never comes back).
 //!
-//! `CAIRN_CRASH_IMAGES` sets how many seeded images the sweep checks (default 2000).
+//! `CAIRN_CRASH_IMAGES` sets how many seeded images the sweep checks (default 2000 times
+//! `CAIRN_SIM_SCALE`, see `cairn_fs::sim::sweep_scale`).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, missing_docs)]
 
 mod common;
@@ -20,9 +21,13 @@ use common::{Rec, first_record_in_new_segment_survives, recover_prefix, small_op
 
 #[test]
 fn seeded_crash_images_recover_a_durable_prefix() {
-    let target: usize = std::env::var("CAIRN_CRASH_IMAGES").ok().and_then(|v| v.parse().ok()).unwrap_or(2000);
+    let target: usize = std::env::var("CAIRN_CRASH_IMAGES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2000 * cairn_fs::sim::sweep_scale() as usize);
     let (images, workloads) = sweep(target).unwrap();
     eprintln!("checked {images} crash images from {workloads} workloads");
+    eprintln!("sim-images: {images}");
 }
 
 #[test]
@@ -30,6 +35,7 @@ fn crash_at_every_sync_point_recovers_a_durable_prefix() {
     let options = small_options();
     let points = record_points(&options, &scripted());
     assert!(points.len() > 25, "the scripted workload should sync often, got {} points", points.len());
+    eprintln!("sim-images: {}", points.len() * 6);
     for (p, point) in points.iter().enumerate() {
         let outcomes = [CrashOptions::durable_only(), CrashOptions::keep_all()];
         for (k, crash) in outcomes.iter().enumerate() {

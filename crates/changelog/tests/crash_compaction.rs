@@ -8,6 +8,7 @@ mod common;
 fn a_power_cut_anywhere_in_a_pass_leaves_the_old_log_or_the_new_one() {
     let checked = common::compact::compaction_crash_sweep(6).unwrap();
     eprintln!("{checked} crash images checked");
+    eprintln!("sim-images: {checked}");
     assert!(checked > 100, "only {checked} crash images");
 }
 

@@ -216,9 +216,11 @@ impl<T: Serialize + DeserializeOwned> DurableFile<T> {
             self.install(&self.previous_path(), &current)?;
         }
         self.install(&self.path, bytes)?;
+        cairn_fs::crash_point(cairn_fs::crash_point::CHECKPOINT_RENAMED);
         if !mutants::active(mutants::SKIP_DIR_SYNC) {
             self.fs.sync_dir(&self.dir).map_err(|e| Error::io("sync_dir", &self.dir, e))?;
         }
+        cairn_fs::crash_point(cairn_fs::crash_point::CHECKPOINT_DIR_SYNCED);
         Ok(())
     }
 
@@ -235,6 +237,7 @@ impl<T: Serialize + DeserializeOwned> DurableFile<T> {
                 }
                 file.sync_all().map_err(|e| Error::io("sync_all", &temp, e))
             })
+            .inspect(|()| cairn_fs::crash_point(cairn_fs::crash_point::CHECKPOINT_TEMP_SYNCED))
             .and_then(|()| self.fs.rename(&temp, target).map_err(|e| Error::io("rename", &temp, e)));
         if written.is_err() {
             // Best effort: a leftover is removed by the next open anyway.

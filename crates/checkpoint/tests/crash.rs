@@ -148,14 +148,16 @@ fn check(points: &[Point], keep_previous: bool, seeds: u64) -> Result<usize, Str
 fn a_crash_at_every_step_of_a_write_leaves_the_old_or_the_new_value() {
     let points = run(12, false).unwrap();
     assert!(points.len() >= 12 * 5, "expected create, write, fsync, rename, dir fsync per write");
-    let images = check(&points, false, 3).unwrap();
+    let images = check(&points, false, 3 * cairn_fs::sim::sweep_scale()).unwrap();
     eprintln!("checked {images} crash images at {} points", points.len());
+    eprintln!("sim-images: {images}");
 }
 
 #[test]
 fn a_crash_at_every_step_keeps_the_previous_generation_whole() {
     let points = run(8, true).unwrap();
-    check(&points, true, 2).unwrap();
+    let images = check(&points, true, 2 * cairn_fs::sim::sweep_scale()).unwrap();
+    eprintln!("sim-images: {images}");
 }
 
 fn with_mutant<T>(name: &'static str, probe: impl FnOnce() -> T) -> T {

@@ -38,6 +38,7 @@ use std::fmt;
 use std::io;
 use std::path::Path;
 
+pub mod crash_point;
 mod mapping;
 #[doc(hidden)]
 pub mod mutants;
@@ -45,6 +46,7 @@ mod real;
 pub mod sim;
 mod writeback;
 
+pub use crash_point::crash_point;
 pub use mapping::Mapping;
 pub use real::RealFs;
 pub use sim::{CrashOptions, FaultEffect, FaultRule, Op, OpMatch, SimFs, SimSnapshot, SimStats, SyncPoint};

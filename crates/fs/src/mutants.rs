@@ -17,9 +17,16 @@ mod imp {
     static ANY: AtomicBool = AtomicBool::new(false);
     static EXCLUSIVE: Mutex<()> = Mutex::new(());
 
-    /// Whether the named mutant is switched on.
+    /// Whether the named mutant is switched on: by [`set`], or for the whole process by the
+    /// environment variable `CAIRN_MUTANT` (how `cargo xtask crash --mutant` breaks a build).
     pub fn active(name: &'static str) -> bool {
-        ANY.load(Ordering::Relaxed) && *ACTIVE.lock().unwrap_or_else(PoisonError::into_inner) == Some(name)
+        (ANY.load(Ordering::Relaxed) && *ACTIVE.lock().unwrap_or_else(PoisonError::into_inner) == Some(name))
+            || from_env() == Some(name)
+    }
+
+    fn from_env() -> Option<&'static str> {
+        static NAME: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+        NAME.get_or_init(|| std::env::var("CAIRN_MUTANT").ok()).as_deref()
     }
 
     /// Serializes the tests that switch mutants; hold the guard while one is on.

@@ -308,6 +308,7 @@ fn from_snapshot(
         }
     }
     progress.phase(RestorePhase::Replay);
+    cairn_fs::crash_point(cairn_fs::crash_point::RESTORE_SNAPSHOT_LOADED);
     replay(log, payload.offset.max(start), &mut index, progress, report)?;
     let unresolved = index.values().filter(|s| matches!(s, Slot::Unresolved { .. })).count() as u64;
     if unresolved > 0 {
@@ -384,6 +385,7 @@ fn replay(
             apply_run(index, &mut run);
         }
         progress.report(false);
+        cairn_fs::crash_point(cairn_fs::crash_point::RESTORE_REPLAYING);
     }
     apply_run(index, &mut run);
     Ok(())

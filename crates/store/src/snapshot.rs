@@ -187,6 +187,7 @@ impl PendingSnapshot {
         let mut file: DurableFile<Payload> =
             DurableFile::open(Arc::clone(&fs), &path, options()).map_err(Error::Snapshot)?;
         file.write(&payload).map_err(Error::Snapshot)?;
+        cairn_fs::crash_point(cairn_fs::crash_point::SNAPSHOT_WRITTEN);
         let mut removed = 0;
         for (_, old) in list(fs.as_ref(), &dir)?.iter().skip(kept) {
             match fs.remove_file(old) {

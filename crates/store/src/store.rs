@@ -140,9 +140,13 @@ impl Store {
     /// compacts only below its checkpoint): records compaction dropped below that limit would
     /// otherwise be missing from the state at `offset`.
     ///
+    /// The changelog is opened with `offset` as its known-durable end
+    /// ([`LogOptions::known_durable_end`](cairn_changelog::LogOptions::known_durable_end)):
+    /// below it, an invalid batch is corruption, not a tail to cut.
+    ///
     /// # Errors
-    /// [`Error::OffsetPastEnd`] if `offset` is past the changelog's end (nothing changes); as
-    /// for [`Store::open`].
+    /// [`Error::Changelog`] with a corruption naming the file and byte position if the
+    /// changelog's valid records end before `offset` (nothing changes); as for [`Store::open`].
     pub fn open_at(
         fs: Arc<dyn Fs>,
         dir: impl AsRef<Path>,
@@ -163,6 +167,9 @@ impl Store {
         }
         let shared = Arc::new(Shared::default());
         let mut log_options = options.log.clone();
+        // Everything up to `at` was committed durably: damage below it is corruption to report,
+        // never a torn tail to cut (which would destroy committed records, DESIGN P5).
+        log_options.known_durable_end = log_options.known_durable_end.max(at);
         if let Some(mut maintenance) = options.compaction.clone() {
             maintenance.listener = Some(Listener(Arc::new(Follower::new(Arc::downgrade(&shared)))));
             log_options.maintenance = Some(maintenance);

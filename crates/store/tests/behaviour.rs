@@ -281,7 +281,39 @@ fn open_at_rolls_back_and_deletes_snapshots_past_the_offset() {
     assert_eq!(contents(&store), model);
     let end = store.end_offset();
     drop(store);
-    assert!(matches!(Store::open_at(fs, "/s", small_options(), end + 1), Err(Error::OffsetPastEnd { .. })));
+    // An offset past the end is a checkpoint ahead of its log: corruption, nothing changed.
+    let before = fs.list_dir(Path::new("/s/changelog")).unwrap();
+    match Store::open_at(fs.clone(), "/s", small_options(), end + 1) {
+        Err(Error::Changelog(cairn_changelog::Error::Corruption { kind, .. })) => {
+            assert!(matches!(kind, cairn_changelog::CorruptionKind::MissingDurableData { .. }), "{kind:?}")
+        }
+        other => panic!("expected corruption, got {other:?}"),
+    }
+    assert_eq!(fs.list_dir(Path::new("/s/changelog")).unwrap(), before);
+}
+
+#[test]
+fn open_at_reports_a_damaged_batch_below_the_offset_and_cuts_nothing() {
+    // Found by `cargo xtask crash surgery`: the changelog used to take damage below the task's
+    // checkpoint for a torn tail and cut it durably, committed records with it.
+    let (sim, fs) = sim();
+    let mut options = small_options();
+    options.log.segment_bytes_max = 1 << 20;
+    let mut store = Store::open(fs.clone(), "/s", options.clone()).unwrap();
+    fill(&mut store, 100, 1);
+    let checkpoint = store.sync().unwrap();
+    store.close().unwrap();
+    let segment = Path::new("/s/changelog").join(format!("{:020}.log", 0));
+    let before = sim.contents(&segment).unwrap();
+    damage(&sim, &segment, before.len() / 2);
+    match Store::open_at(fs.clone(), "/s", options, checkpoint) {
+        Err(Error::Changelog(cairn_changelog::Error::Corruption { file, position, .. })) => {
+            assert_eq!(file, segment);
+            assert!(position > 0 && position < before.len() as u64, "{position}");
+        }
+        other => panic!("expected corruption, got {other:?}"),
+    }
+    assert_eq!(sim.contents(&segment).unwrap().len(), before.len(), "nothing was cut");
 }
 
 #[test]

@@ -11,6 +11,7 @@ fn every_crash_image_restores_a_prefix_holding_everything_synced() {
     match common::sweep::sweep() {
         Ok(images) => {
             eprintln!("{images} crash images restored a synced prefix");
+            eprintln!("sim-images: {images}");
             assert!(images > 300, "only {images} images");
         }
         Err(failures) => panic!("{} images failed:\n{}", failures.len(), failures.join("\n")),

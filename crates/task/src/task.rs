@@ -592,6 +592,7 @@ impl<T: StreamTask> TaskRunner<T> {
         for sink in self.outputs.values_mut() {
             sink.flush()?;
         }
+        cairn_fs::crash_point(cairn_fs::crash_point::TASK_FLUSHED);
         // 2. The changelogs, fsynced.
         for (name, store) in &mut self.stores {
             let end = if checkpoint_first { store.flush() } else { store.sync() }
@@ -607,6 +608,7 @@ impl<T: StreamTask> TaskRunner<T> {
         }
         // 4. The commit point.
         self.checkpoint.write(&checkpoint)?;
+        cairn_fs::crash_point(cairn_fs::crash_point::TASK_CHECKPOINTED);
         if checkpoint_first {
             for (name, store) in &mut self.stores {
                 store.sync().map_err(|source| Error::Store { store: name.clone(), source })?;

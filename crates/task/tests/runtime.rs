@@ -37,9 +37,10 @@ fn a_run_reaches_the_reference_fold_and_reopens_where_it_stopped() {
 
 #[test]
 fn every_crash_image_recovers_the_last_commit_and_finishes_exactly_once() {
-    match common::crash_sweep(60, 7, 2, Points::Syncs) {
+    match common::crash_sweep(60, 7, 2 * cairn_fs::sim::sweep_scale(), Points::Syncs) {
         Ok(images) => {
             eprintln!("{images} crash images (at syncs) recovered exactly");
+            eprintln!("sim-images: {images}");
             assert!(images > 100, "only {images} images");
         }
         Err(failures) => panic!("{} images failed:\n{}", failures.len(), failures.join("\n")),
@@ -48,9 +49,10 @@ fn every_crash_image_recovers_the_last_commit_and_finishes_exactly_once() {
 
 #[test]
 fn a_crash_before_any_file_system_step_recovers_exactly() {
-    match common::crash_sweep(40, 5, 1, Points::EveryMutation) {
+    match common::crash_sweep(40, 5, cairn_fs::sim::sweep_scale(), Points::EveryMutation) {
         Ok(images) => {
             eprintln!("{images} crash images (at every mutation) recovered exactly");
+            eprintln!("sim-images: {images}");
             assert!(images > 100, "only {images} images");
         }
         Err(failures) => panic!("{} images failed:\n{}", failures.len(), failures.join("\n")),

@@ -782,6 +782,7 @@ fn commit(shared: &Shared, output: Output<'_>, record: &SwapRecord) -> Result<Ve
     let path = dir.join(swap::SWAP_NAME);
     fs.rename(&temp, &path).map_err(|e| poison_io("rename", &temp, e))?;
     fs.sync_dir(dir).map_err(|e| poison_io("sync_dir", dir, e))?;
+    cairn_fs::crash_point(cairn_fs::crash_point::COMPACTION_COMMITTED);
     swap::apply(fs, dir, record).map_err(|e| shared.poison(e))?;
     let mut segments = Vec::with_capacity(output.written.len());
     for written in output.written {

@@ -26,6 +26,14 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 pub use crash::CrashOptions;
+
+/// How many times larger than their defaults cairn's own crash sweeps run: the environment
+/// variable `CAIRN_SIM_SCALE` (default 1; `cargo xtask crash sim --profile long` raises it).
+/// Each sweep reports the images it checked on stderr as `sim-images: <n>`, which the harness
+/// adds up.
+pub fn sweep_scale() -> u64 {
+    std::env::var("CAIRN_SIM_SCALE").ok().and_then(|v| v.parse().ok()).filter(|s| *s > 0).unwrap_or(1)
+}
 pub use fault::{FaultEffect, FaultRule, Op, OpMatch};
 
 use fault::injected;

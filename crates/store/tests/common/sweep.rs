@@ -124,7 +124,7 @@ fn check_point(states: &[Model], point: &Point, seed: u64) -> Result<(), String>
 pub fn sweep() -> Result<usize, Vec<String>> {
     let mut images = 0;
     let mut failures = Vec::new();
-    for workload_seed in 1..=6u64 {
+    for workload_seed in 1..=6 * cairn_fs::sim::sweep_scale() {
         let ops = workload(workload_seed, 70);
         let (states, points) = record(&ops);
         for (p, point) in points.iter().enumerate() {
