@@ -404,9 +404,18 @@ fn kill(worker: &Path, options: &Options) -> Result<Tally> {
                 break;
             }
             // Finished: the final state must be the model's of the whole input.
-            if let Some((at, _)) = run.lines.iter().find(|(_, l)| l.starts_with("DONE")) {
-                let previous = expected.insert(variant, *at).unwrap_or(*at);
-                expected.insert(variant, (previous + *at) / 2);
+            // How long a whole run takes, from this one's share of the input: kill delays are
+            // drawn up to it.
+            let resumed = run
+                .lines
+                .iter()
+                .find_map(|(_, l)| l.strip_prefix("RECOVERED ")?.split(' ').next()?.parse().ok());
+            let done = run.lines.iter().find(|(_, l)| l.starts_with("DONE")).map(|(at, _)| *at);
+            if let (Some(resumed), Some(done)) = (resumed, done) {
+                let left = messages(variant).saturating_sub(resumed).max(1);
+                if left * 4 >= messages(variant) {
+                    expected.insert(variant, done * (messages(variant) / left) as u32);
+                }
             }
             let mut command = worker_command(worker, options);
             run_args(&mut command, &dir, seed, variant);
