@@ -186,7 +186,7 @@ struct Run {
     lines: Vec<(Duration, String)>,
     stderr: String,
     killed: bool,
-    status: Option<std::process::ExitStatus>,
+    status: std::process::ExitStatus,
 }
 
 /// Runs the worker, killing it with SIGKILL after `kill_after` if it is still running.
@@ -232,7 +232,7 @@ fn run_worker(mut command: Command, kill_after: Option<Duration>) -> Result<Run>
     let lines = receive.try_iter().collect();
     let stderr = errors.join().unwrap_or_default();
     let killed = killed && !status.success();
-    Ok(Run { lines, stderr, killed, status: Some(status) })
+    Ok(Run { lines, stderr, killed, status })
 }
 
 impl Run {
@@ -241,8 +241,7 @@ impl Run {
         for (at, line) in &self.lines {
             let _ = writeln!(text, "{:>9.3} ms  {line}", at.as_secs_f64() * 1000.0);
         }
-        let _ =
-            writeln!(text, "status: {:?}, killed: {}\nstderr:\n{}", self.status, self.killed, self.stderr);
+        let _ = writeln!(text, "status: {}, killed: {}\nstderr:\n{}", self.status, self.killed, self.stderr);
         text
     }
 }
@@ -399,7 +398,7 @@ fn kill(worker: &Path, options: &Options) -> Result<Tally> {
                 }
                 continue;
             }
-            if !run.status.is_some_and(|s| s.success()) {
+            if !run.status.success() {
                 failure = Some(format!("the worker failed: {}", run.text()));
                 break;
             }
@@ -506,7 +505,7 @@ fn points(worker: &Path, options: &Options) -> Result<Tally> {
                 let _ = writeln!(log, "armed run:\n{}", run.text());
                 let hit = run.stderr.contains(&format!("crash point {name} hit {k}"));
                 commits.check(&run, seed, &mut models, false)?;
-                if !hit && !run.status.is_some_and(|s| s.success()) {
+                if !hit && !run.status.success() {
                     return Err(format!("the armed worker failed without its crash point: {}", run.text()));
                 }
                 let mut command = worker_command(worker, options);
