@@ -132,6 +132,9 @@ impl GroupCommit {
         state.queued = 0;
         let state = self.gather(state, expected);
         drop(state);
+        if mutants::active(mutants::DURABLE_BEFORE_FSYNC) {
+            self.durable.publish(target);
+        }
         let unwinding = Unwinding(self);
         let result = sync();
         std::mem::forget(unwinding);

@@ -48,6 +48,8 @@ mod group_commit;
 mod index;
 mod locate;
 mod log;
+#[cfg(all(test, loom))]
+mod log_loom;
 mod maintenance;
 #[doc(hidden)]
 pub mod mutants;

@@ -261,8 +261,15 @@ impl Log {
             return Err(Error::BatchTooLarge { bytes, max: limit });
         }
         let _guard = PoisonOnPanic(shared);
-        let mut w = lock(&shared.writer);
-        shared.check_usable(&w)?;
+        let mut w = if mutants::active(mutants::POISON_CHECK_BEFORE_LOCK) {
+            // The mutant: the check and the lock are two steps.
+            shared.check_open()?;
+            lock(&shared.writer)
+        } else {
+            let w = lock(&shared.writer);
+            shared.check_usable(&w)?;
+            w
+        };
         let Some(first) = records.first() else {
             return Ok(w.next_offset..w.next_offset);
         };
@@ -600,7 +607,9 @@ impl Log {
                 return (Err(e), None);
             }
             let pending = w.take_pending();
-            if let Err(e) = shared.make_durable(pending) {
+            if !mutants::active(mutants::CLOSE_SKIPS_FINAL_SYNC)
+                && let Err(e) = shared.make_durable(pending)
+            {
                 return (Err(e), None);
             }
             w.closed = true;
@@ -730,6 +739,9 @@ impl Shared {
             return Ok(());
         }
         let active = Arc::clone(&w.active);
+        if mutants::active(mutants::END_BEFORE_WRITE) {
+            self.end.publish(w.next_offset);
+        }
         if let Err(e) = active.file.write_all_at(&w.buf, w.written) {
             return Err(self.poison(Error::io("write", &active.path, e)));
         }

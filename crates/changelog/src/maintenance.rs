@@ -6,13 +6,16 @@
 //! durability-path failure) stops the thread, as it stops every other use of the log. Closing or
 //! dropping the log stops the thread, cancelling a pass in progress between two segments.
 //!
-//! The thread's state uses std's primitives, not `crate::sync`'s: it is not part of the loom
-//! models (the segment-list swap it performs is, in `segment_list`).
+//! Stopping is the one handshake here: the stop flag is raised, then the thread is woken while
+//! its lock is held, so that a thread between checking the flag and waiting cannot miss the
+//! wake-up (loom model `loom_close_stops_and_joins_the_maintenance_thread`, in `log_loom`).
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
-use std::thread::JoinHandle;
+use std::sync::{Arc, PoisonError};
 use std::time::{Duration, Instant};
+
+use crate::mutants;
+use crate::sync::thread::{self, JoinHandle};
+use crate::sync::{AtomicBool, Condvar, Mutex, MutexGuard, Ordering};
 
 use crate::compaction::{self, CompactOptions, CompactionListener, CompactionReport};
 use crate::error::{Error, Result};
@@ -177,8 +180,10 @@ impl Worker {
         lock(&control.state).status.running = true;
         let thread_control = Arc::clone(&control);
         let dir = shared.dir.clone();
-        let thread = std::thread::Builder::new()
-            .name("cairn-maintenance".into())
+        let builder = thread::Builder::new().name("cairn-maintenance".into());
+        #[cfg(loom)]
+        let builder = builder.stack_size(crate::sync::LOOM_STACK_BYTES);
+        let thread = builder
             .spawn(move || {
                 let _stopped = Stopped(&thread_control);
                 run(&shared, &thread_control, &config);
@@ -190,12 +195,15 @@ impl Worker {
     /// Stops the thread and waits for it (unless called from the thread itself, by a listener).
     pub(crate) fn stop(&mut self) {
         self.control.stop.store(true, Ordering::Release);
-        {
+        if mutants::active(mutants::STOP_WITHOUT_LOCK) {
+            // The mutant: a wake-up that a thread about to wait can miss.
+            self.control.wake.notify_all();
+        } else {
             let _state = lock(&self.control.state);
             self.control.wake.notify_all();
         }
         if let Some(thread) = self.thread.take() {
-            if thread.thread().id() == std::thread::current().id() {
+            if thread.thread().id() == thread::current().id() {
                 return;
             }
             let _ = thread.join();

@@ -16,6 +16,11 @@ pub const ALL: &[&str] = &[
     COMPACTION_SKIPS_OUTPUT_SYNC,
     COMPACTION_REMOVES_BEFORE_COMMIT,
     OPEN_IGNORES_SWAP_RECORD,
+    END_BEFORE_WRITE,
+    DURABLE_BEFORE_FSYNC,
+    POISON_CHECK_BEFORE_LOCK,
+    CLOSE_SKIPS_FINAL_SYNC,
+    STOP_WITHOUT_LOCK,
 ];
 
 /// A roll does not sync the directory after creating the new segment, so its name may not be
@@ -42,3 +47,15 @@ pub const COMPACTION_SKIPS_OUTPUT_SYNC: &str = "compaction_skips_output_sync";
 pub const COMPACTION_REMOVES_BEFORE_COMMIT: &str = "compaction_removes_before_commit";
 /// Recovery removes a committed pass's new segments instead of completing the pass.
 pub const OPEN_IGNORES_SWAP_RECORD: &str = "open_ignores_swap_record";
+/// Writing out publishes the new end offset before the bytes are in the file.
+pub const END_BEFORE_WRITE: &str = "end_before_write";
+/// Group commit publishes the durable watermark before the leader's fsync instead of after.
+pub const DURABLE_BEFORE_FSYNC: &str = "durable_before_fsync";
+/// An append checks for poisoning before it takes the writer's lock instead of under it.
+pub const POISON_CHECK_BEFORE_LOCK: &str = "poison_check_before_lock";
+/// Closing marks the log closed without its final fsync; a sync that waited for the close
+/// still trusts the close to have made its records durable.
+pub const CLOSE_SKIPS_FINAL_SYNC: &str = "close_skips_final_sync";
+/// Stopping the maintenance thread wakes it without holding its lock, so a thread between
+/// checking the stop flag and waiting misses the wake-up.
+pub const STOP_WITHOUT_LOCK: &str = "stop_without_lock";

@@ -13,6 +13,16 @@ pub(crate) use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 #[cfg(not(loom))]
 pub(crate) use std::sync::{Condvar, Mutex, MutexGuard};
 
+/// Threads: loom's under `--cfg loom`, whose threads are the model's.
+#[cfg(loom)]
+pub(crate) use loom::thread;
+#[cfg(not(loom))]
+pub(crate) use std::thread;
+
+/// The stack of a thread spawned under loom (its default is too small for a log's recovery).
+#[cfg(loom)]
+pub(crate) const LOOM_STACK_BYTES: usize = 4 << 20;
+
 /// Locks `mutex`, taking the data even if another thread panicked while holding it.
 pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     match mutex.lock() {

@@ -57,8 +57,17 @@ fn every_mutant_is_checked_somewhere() {
         mutants::COMPACTION_REMOVES_BEFORE_COMMIT,
         mutants::OPEN_IGNORES_SWAP_RECORD,
     ];
-    let in_loom =
-        [mutants::PUBLISH_RELAXED, mutants::WAKE_ONE, mutants::ACK_WITHOUT_SYNC, mutants::SWAP_IN_TWO_STEPS];
+    let in_loom = [
+        mutants::PUBLISH_RELAXED,
+        mutants::WAKE_ONE,
+        mutants::ACK_WITHOUT_SYNC,
+        mutants::SWAP_IN_TWO_STEPS,
+        mutants::END_BEFORE_WRITE,
+        mutants::DURABLE_BEFORE_FSYNC,
+        mutants::POISON_CHECK_BEFORE_LOCK,
+        mutants::CLOSE_SKIPS_FINAL_SYNC,
+        mutants::STOP_WITHOUT_LOCK,
+    ];
     for name in mutants::ALL {
         assert!(here.contains(name) || in_loom.contains(name), "mutant {name} is never checked");
     }

@@ -119,10 +119,26 @@ struct State {
 
 struct Shared {
     state: Mutex<State>,
+    /// Under loom, every operation first touches this atomic, so that loom sees the file system
+    /// as the shared state it is and explores the orders of operations of different threads
+    /// (the std lock around the state is invisible to loom and is never held across a loom
+    /// operation). A `SimFs` used under loom must be made inside the model.
+    #[cfg(loom)]
+    turn: loom::sync::atomic::AtomicU64,
 }
 
 impl Shared {
+    fn new(state: State) -> Shared {
+        Shared {
+            state: Mutex::new(state),
+            #[cfg(loom)]
+            turn: loom::sync::atomic::AtomicU64::new(0),
+        }
+    }
+
     fn lock(&self) -> MutexGuard<'_, State> {
+        #[cfg(loom)]
+        self.turn.fetch_add(1, loom::sync::atomic::Ordering::SeqCst);
         // A panic while holding the lock leaves the tree consistent (every mutation is a single
         // step), so a poisoned lock is still usable.
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
@@ -167,7 +183,7 @@ impl SimFs {
             recording: Recording::Off,
             sync_points: Vec::new(),
         };
-        SimFs { shared: Arc::new(Shared { state: Mutex::new(state) }) }
+        SimFs { shared: Arc::new(Shared::new(state)) }
     }
 
     /// Adds a fault rule; rules are checked in the order they were added and the first that
