@@ -96,10 +96,21 @@ const LOOM_MUTANTS: &[(&str, &str, &str)] = &[
     ),
     ("cairn-changelog", "group_commit::loom_model::loom_mutant_wake_one", "deadlock"),
     ("cairn-changelog", "segment_list::loom_model::loom_mutant_swap_in_two_steps", "a gap"),
+    ("cairn-changelog", "log_loom::loom_mutant_end_before_write", "a published record was not readable"),
+    ("cairn-changelog", "log_loom::loom_mutant_durable_before_fsync", "ahead of its fsync"),
+    (
+        "cairn-changelog",
+        "log_loom::loom_mutant_poison_check_before_lock",
+        "whose append failed reached the file",
+    ),
+    ("cairn-changelog", "log_loom::loom_mutant_close_skips_final_sync", "no fsync covered"),
+    ("cairn-changelog", "log_loom::loom_mutant_stop_without_lock", "deadlock"),
+    ("cairn-changelog", "log_loom::loom_mutant_ack_without_sync", "no fsync covered"),
+    ("cairn-store", "cache::loom_model::loom_mutant_cache_ignores_segment", "cached for the wrong location"),
 ];
 
 /// Packages with loom models.
-const LOOM_PACKAGES: &[&str] = &["cairn-changelog"];
+const LOOM_PACKAGES: &[&str] = &["cairn-changelog", "cairn-store"];
 
 fn loom_command(package: &str, preemptions: u32) -> Command {
     let mut command = cargo();
@@ -111,6 +122,27 @@ fn loom_command(package: &str, preemptions: u32) -> Command {
     command
 }
 
+/// The loom tests of `package` (`loom_` in their names): the ignored ones (mutants) or all.
+fn list_loom_tests(package: &str, preemptions: u32, ignored: bool) -> Result<Vec<String>> {
+    let mut list = loom_command(package, preemptions);
+    list.args(["loom_", "--", "--list"]);
+    if ignored {
+        list.arg("--ignored");
+    }
+    let output = list.output().map_err(|e| format!("cannot list the loom tests of {package}: {e}"))?;
+    if !output.status.success() {
+        return Err(format!(
+            "cannot list the loom tests of {package}:\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        ));
+    }
+    Ok(String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter_map(|line| line.strip_suffix(": test"))
+        .map(str::to_owned)
+        .collect())
+}
+
 fn loom(deep: bool) -> Result {
     let preemptions = if deep { 3 } else { 2 };
     for package in LOOM_PACKAGES {
@@ -120,19 +152,32 @@ fn loom(deep: bool) -> Result {
             .env("RUSTFLAGS", "--cfg loom")
             .env("CARGO_TARGET_DIR", root().join("target/loom"));
         run(lint)?;
-        let mut command = loom_command(package, preemptions);
-        command.args(["loom_", "--", "--test-threads=1"]);
-        run(command)?;
+        // Each model in a process of its own, timed.
+        let mutants = list_loom_tests(package, preemptions, true)?;
+        let models: Vec<String> = list_loom_tests(package, preemptions, false)?
+            .into_iter()
+            .filter(|t| !mutants.contains(t))
+            .collect();
+        if models.is_empty() {
+            return Err(format!("no loom models found in {package}"));
+        }
+        for name in &models {
+            let mut command = loom_command(package, preemptions);
+            command.args([name, "--", "--exact", "--test-threads=1"]);
+            let started = Instant::now();
+            let output = command.output().map_err(|e| format!("cannot run loom model {name}: {e}"))?;
+            if !output.status.success() {
+                return Err(format!(
+                    "loom model {name} failed:\n{}{}",
+                    String::from_utf8_lossy(&output.stdout),
+                    String::from_utf8_lossy(&output.stderr)
+                ));
+            }
+            eprintln!("  model {name}: passed ({:.2} s)", started.elapsed().as_secs_f64());
+        }
 
         // Every ignored loom test must be a known mutant, and every known mutant must exist.
-        let mut list = loom_command(package, preemptions);
-        list.args(["loom_mutant_", "--", "--list", "--ignored"]);
-        let output = list.output().map_err(|e| format!("cannot list loom mutants: {e}"))?;
-        let listed: Vec<String> = String::from_utf8_lossy(&output.stdout)
-            .lines()
-            .filter_map(|line| line.strip_suffix(": test"))
-            .map(str::to_owned)
-            .collect();
+        let listed = mutants;
         let known: Vec<&str> =
             LOOM_MUTANTS.iter().filter(|(p, _, _)| p == package).map(|(_, name, _)| *name).collect();
         for name in &listed {

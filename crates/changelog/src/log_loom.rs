@@ -14,30 +14,14 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use cairn_fs::loom_support::{check, spawn};
 use cairn_fs::{CrashOptions, FaultRule, Fs, Op, SimFs};
 
 use crate::maintenance::Maintenance;
-use crate::sync::LOOM_STACK_BYTES;
 use crate::{Error, Log, LogOptions, ReadLimit, Record};
 
 /// The first segment's file.
 const FIRST_SEGMENT: &str = "/log/00000000000000000000.log";
-
-/// Spawns a model thread with a stack deep enough for the log.
-fn spawn<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> loom::thread::JoinHandle<T> {
-    loom::thread::Builder::new().stack_size(LOOM_STACK_BYTES).spawn(f).unwrap()
-}
-
-/// Explores `model` (run on a thread of its own: loom's first thread has a small stack).
-fn check(model: impl Fn() + Sync + Send + 'static) {
-    let mut builder = loom::model::Builder::new();
-    builder.max_threads = 5;
-    let model = Arc::new(model);
-    builder.check(move || {
-        let model = Arc::clone(&model);
-        spawn(move || model()).join().unwrap();
-    });
-}
 
 fn open(fs: &SimFs, options: LogOptions) -> Arc<Log> {
     let dyn_fs: Arc<dyn Fs> = Arc::new(fs.clone());
@@ -79,9 +63,8 @@ fn value(i: u64) -> Vec<u8> {
 fn published_records_model() {
     check(|| {
         let fs = SimFs::new(1);
-        let mut options = LogOptions::default();
-        options.write_buffer_bytes = 0;
-        options.segment_age_ms_max = Some(0);
+        let options =
+            LogOptions { write_buffer_bytes: 0, segment_age_ms_max: Some(0), ..LogOptions::default() };
         let log = open(&fs, options);
         let writer = {
             let log = Arc::clone(&log);
@@ -93,7 +76,10 @@ fn published_records_model() {
         };
         let end = log.written_offset();
         let records = read_all(&log, ReadLimit::Written);
-        assert!(records.len() as u64 >= end, "a published record was not readable: end {end}, read {records:?}");
+        assert!(
+            records.len() as u64 >= end,
+            "a published record was not readable: end {end}, read {records:?}"
+        );
         for (i, (offset, bytes)) in records.iter().enumerate() {
             assert_eq!((*offset, bytes), (i as u64, &value(i as u64)), "a record out of place");
         }
@@ -136,12 +122,12 @@ fn durable_model() {
                 let checkpointed = log.durable_offset();
                 assert!(checkpointed <= log.written_offset(), "durable ahead of written");
                 if checkpointed >= 1 {
-                    assert!(durable(&fs, &value(0)), "a checkpoint recorded an offset beyond the durable one");
+                    assert!(durable(&fs, &value(0)), "a checkpoint recorded an offset ahead of its fsync");
                 }
             })
         };
         for (offset, bytes) in read_all(&log, ReadLimit::Durable) {
-            assert!(durable(&fs, &bytes), "a durable reader returned record {offset} before its fsync");
+            assert!(durable(&fs, &bytes), "a durable reader returned record {offset} ahead of its fsync");
         }
         writer.join().unwrap();
         checkpointer.join().unwrap();
@@ -156,10 +142,48 @@ fn loom_durable_readers_and_checkpoints_see_only_synced_records() {
 }
 
 #[test]
-#[ignore = "mutant: run by `cargo xtask loom`, must fail with \"before its fsync\""]
+#[ignore = "mutant: run by `cargo xtask loom`, must fail with \"ahead of its fsync\""]
 fn loom_mutant_durable_before_fsync() {
     crate::mutants::set(Some(crate::mutants::DURABLE_BEFORE_FSYNC));
     durable_model();
+}
+
+/// Model 3 on the real log: two callers each append a record and sync, sharing fsyncs. Each
+/// acknowledged caller's record is in the synced bytes, and each caller returns once (a lost
+/// wake-up is a deadlock under loom).
+fn group_commit_model() {
+    check(|| {
+        let fs = SimFs::new(7);
+        let log = open(&fs, LogOptions::default());
+        let callers: Vec<_> = (0..2)
+            .map(|i| {
+                let (log, fs) = (Arc::clone(&log), fs.clone());
+                spawn(move || {
+                    log.append_batch(&[Record::put(b"k", &value(i))]).unwrap();
+                    let durable_end = log.sync().unwrap();
+                    assert!(durable_end >= 1, "a sync acknowledged less than its record");
+                    assert!(durable(&fs, &value(i)), "a sync acknowledged a record that no fsync covered");
+                })
+            })
+            .collect();
+        for caller in callers {
+            caller.join().unwrap();
+        }
+        assert_eq!(log.durable_offset(), 2);
+    });
+}
+
+#[test]
+fn loom_concurrent_syncs_acknowledge_only_synced_records() {
+    let _serial = crate::mutants::exclusive();
+    group_commit_model();
+}
+
+#[test]
+#[ignore = "mutant: run by `cargo xtask loom`, must fail with \"no fsync covered\""]
+fn loom_mutant_ack_without_sync() {
+    crate::mutants::set(Some(crate::mutants::ACK_WITHOUT_SYNC));
+    group_commit_model();
 }
 
 /// Model 4: two appenders, each writing its record out at once, and the first write fails.
@@ -169,9 +193,7 @@ fn loom_mutant_durable_before_fsync() {
 fn failed_write_model() {
     check(|| {
         let fs = SimFs::new(3);
-        let mut options = LogOptions::default();
-        options.write_buffer_bytes = 0;
-        let log = open(&fs, options);
+        let log = open(&fs, LogOptions { write_buffer_bytes: 0, ..LogOptions::default() });
         fs.inject(FaultRule::fail(Op::Write).times(1));
         let appenders: Vec<_> = (0..2)
             .map(|i| {
@@ -247,12 +269,9 @@ fn loom_mutant_close_skips_final_sync() {
 fn maintenance_stop_model() {
     check(|| {
         let fs = SimFs::new(5);
-        let mut options = LogOptions::default();
-        let mut maintenance = Maintenance::default();
-        maintenance.interval = Duration::from_secs(3600);
-        maintenance.compaction = None;
-        options.maintenance = Some(maintenance);
-        let log = open(&fs, options);
+        let maintenance =
+            Maintenance { interval: Duration::from_secs(3600), compaction: None, ..Maintenance::default() };
+        let log = open(&fs, LogOptions { maintenance: Some(maintenance), ..LogOptions::default() });
         log.close().unwrap();
         assert!(!log.maintenance_status().running, "the maintenance thread still runs after close");
     });

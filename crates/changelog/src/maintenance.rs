@@ -182,7 +182,7 @@ impl Worker {
         let dir = shared.dir.clone();
         let builder = thread::Builder::new().name("cairn-maintenance".into());
         #[cfg(loom)]
-        let builder = builder.stack_size(crate::sync::LOOM_STACK_BYTES);
+        let builder = builder.stack_size(cairn_fs::loom_support::STACK_BYTES);
         let thread = builder
             .spawn(move || {
                 let _stopped = Stopped(&thread_control);

@@ -19,10 +19,6 @@ pub(crate) use loom::thread;
 #[cfg(not(loom))]
 pub(crate) use std::thread;
 
-/// The stack of a thread spawned under loom (its default is too small for a log's recovery).
-#[cfg(loom)]
-pub(crate) const LOOM_STACK_BYTES: usize = 4 << 20;
-
 /// Locks `mutex`, taking the data even if another thread panicked while holding it.
 pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     match mutex.lock() {

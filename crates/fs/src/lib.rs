@@ -39,6 +39,8 @@ use std::io;
 use std::path::Path;
 
 pub mod crash_point;
+#[cfg(loom)]
+pub mod loom_support;
 mod mapping;
 #[doc(hidden)]
 pub mod mutants;

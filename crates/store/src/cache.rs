@@ -7,9 +7,11 @@
 //! ones. Point reads use the cache; iteration does not (a scan would evict the hot set).
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 
 use cairn_changelog::ValueLocation;
+
+use crate::sync::{Mutex, MutexGuard};
 
 /// Shards, each behind its own lock, so that concurrent readers rarely wait for each other.
 const SHARDS: usize = 16;
@@ -116,6 +118,62 @@ impl Shard {
             }
             return true;
         }
+    }
+}
+
+/// loom model 6 (DESIGN §7 rung 6): the value cache against the locations it is keyed by. The
+/// store's owner puts two values of one key, each landing first in a segment of its own (every
+/// append rolls), so at the same position of two files; a reader on another thread reads the
+/// first through a view taken in between, caching it. Whatever the interleaving, the owner's
+/// read after the second put returns the second value: an entry is found by segment and
+/// position, and a new segment never shares an id with an old one.
+#[cfg(all(test, loom))]
+#[allow(clippy::unwrap_used)] // a test: a panicked model thread fails it
+mod loom_model {
+    use std::sync::Arc;
+
+    use cairn_fs::loom_support::{check, spawn};
+    use cairn_fs::{Fs, SimFs};
+
+    use crate::{Store, StoreOptions};
+
+    fn model() {
+        check(|| {
+            let fs: Arc<dyn Fs> = Arc::new(SimFs::new(6));
+            let mut options =
+                StoreOptions { value_cache_bytes: 1 << 20, write_buffer_bytes: 0, ..StoreOptions::default() };
+            options.log.segment_age_ms_max = Some(0);
+            let mut store = Store::open(fs, "/store", options).unwrap();
+            store.put(b"k", b"first-value").unwrap();
+            store.flush().unwrap();
+            let view = store.view().unwrap();
+            let reader = spawn(move || view.get(b"k").unwrap());
+            store.put(b"k", b"later-value").unwrap();
+            store.flush().unwrap();
+            assert_eq!(
+                store.get(b"k").unwrap().as_deref(),
+                Some(&b"later-value"[..]),
+                "the owner read a value cached for the wrong location"
+            );
+            assert_eq!(
+                reader.join().unwrap().as_deref(),
+                Some(&b"first-value"[..]),
+                "a view read a value cached for the wrong location"
+            );
+        });
+    }
+
+    #[test]
+    fn loom_cached_values_follow_their_locations() {
+        let _serial = crate::mutants::exclusive();
+        model();
+    }
+
+    #[test]
+    #[ignore = "mutant: run by `cargo xtask loom`, must fail with \"cached for the wrong location\""]
+    fn loom_mutant_cache_ignores_segment() {
+        crate::mutants::set(Some(crate::mutants::CACHE_IGNORES_SEGMENT));
+        model();
     }
 }
 

@@ -8,7 +8,7 @@
 //! slot points into them any more. A pass that fails half-way leaves slots pointing into the
 //! old segments, which the set keeps: reads stay correct.
 
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Weak};
 
 use cairn_changelog::{
     CompactionListener, CompactionReport, RecordMove, SegmentId, SegmentSet, ValueLocation,
@@ -16,6 +16,7 @@ use cairn_changelog::{
 
 use crate::index::{KeyBytes, Slot};
 use crate::store::Shared;
+use crate::sync::{Mutex, MutexGuard};
 
 /// Moves applied per acquisition of the write lock, so that gets go on during a big pass.
 const MOVES_PER_LOCK: usize = 4096;
@@ -38,7 +39,7 @@ impl Follower {
         Follower { shared, pass: Mutex::new(Pass::default()) }
     }
 
-    fn pass(&self) -> std::sync::MutexGuard<'_, Pass> {
+    fn pass(&self) -> MutexGuard<'_, Pass> {
         self.pass.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 

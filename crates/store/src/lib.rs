@@ -35,6 +35,7 @@ mod options;
 mod restore;
 mod snapshot;
 mod store;
+mod sync;
 mod typed;
 mod view;
 

@@ -1,7 +1,7 @@
 //! [`Store`]: the key-value store over its changelog.
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use cairn_changelog::{CompactOptions, CompactionReport, Listener, Log, Record, SegmentSet, ValueLocation};
@@ -14,6 +14,7 @@ use crate::index::{Index, Key, KeyBytes, Slot};
 use crate::options::StoreOptions;
 use crate::restore::{self, RestoreReport};
 use crate::snapshot::{self, PendingSnapshot, SnapshotInfo};
+use crate::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 use crate::view::{Entries, ReadView};
 
 /// The changelog's directory inside a store's directory.

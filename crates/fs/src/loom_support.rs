@@ -1,0 +1,34 @@
+//! Helpers of cairn's loom models (compiled only under `--cfg loom`): model threads with a stack
+//! deep enough for a log's recovery, and a model runner that starts the model on such a thread.
+
+use std::sync::Arc;
+
+/// The stack of a model thread: loom's default is too small for opening a log.
+pub const STACK_BYTES: usize = 4 << 20;
+
+/// Spawns a model thread with [`STACK_BYTES`] of stack.
+///
+/// # Panics
+/// If loom cannot spawn the thread (more than the model's `max_threads`).
+#[allow(clippy::expect_used)] // only in loom models, where a panic fails the model
+pub fn spawn<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> loom::thread::JoinHandle<T> {
+    loom::thread::Builder::new().stack_size(STACK_BYTES).spawn(f).expect("a loom model thread")
+}
+
+/// Explores every interleaving of `model` that loom's bounds allow (`LOOM_MAX_PREEMPTIONS`), the
+/// model itself running on a thread spawned by [`spawn`] (loom's first thread has a small
+/// stack), with up to 5 threads in all.
+///
+/// # Panics
+/// When the model panics in some interleaving, or loom finds a deadlock or a data race.
+pub fn check(model: impl Fn() + Sync + Send + 'static) {
+    let mut builder = loom::model::Builder::new();
+    builder.max_threads = 5;
+    let model = Arc::new(model);
+    builder.check(move || {
+        let model = Arc::clone(&model);
+        if spawn(move || model()).join().is_err() {
+            panic!("a model thread panicked");
+        }
+    });
+}
