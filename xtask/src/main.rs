@@ -106,6 +106,7 @@ const LOOM_MUTANTS: &[(&str, &str, &str)] = &[
     ("cairn-changelog", "log_loom::loom_mutant_close_skips_final_sync", "no fsync covered"),
     ("cairn-changelog", "log_loom::loom_mutant_stop_without_lock", "deadlock"),
     ("cairn-changelog", "log_loom::loom_mutant_ack_without_sync", "no fsync covered"),
+    ("cairn-changelog", "log_loom::loom_mutant_mark_before_index", "marked before its index file"),
     ("cairn-store", "cache::loom_model::loom_mutant_cache_ignores_segment", "cached for the wrong location"),
 ];
 

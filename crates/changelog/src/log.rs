@@ -444,6 +444,12 @@ impl Log {
         self.shared.control.status()
     }
 
+    /// The shared state, for the loom models.
+    #[cfg(all(test, loom))]
+    pub(crate) fn shared(&self) -> &Shared {
+        &self.shared
+    }
+
     fn stop_worker(&self) {
         let worker = self.worker.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take();
         if let Some(mut worker) = worker {
@@ -795,6 +801,9 @@ impl Shared {
             let segment = &seal.segment;
             segment.file.sync_data().map_err(|e| self.poison(Error::io("sync_data", &segment.path, e)))?;
             let index_path = self.dir.join(index_name(segment.base));
+            if mutants::active(mutants::MARK_BEFORE_INDEX) {
+                segment.mark();
+            }
             recovery::write_index(self.fs.as_ref(), &index_path, &seal.summary, &seal.entries, &[], &[])
                 .map_err(|e| self.poison(e))?;
             segment.mark();

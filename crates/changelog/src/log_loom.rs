@@ -227,6 +227,54 @@ fn loom_mutant_poison_check_before_lock() {
     failed_write_model();
 }
 
+/// A mechanism not in the list: a sealed segment's mark (`Segment::marked`, release /
+/// acquire), which tells compaction the segment's data and index file are durable. A writer
+/// fills a segment, rolls and syncs; another thread looks at the segment list as compaction
+/// does. A segment it finds marked has its index file written and its data durable (the
+/// directory entry of the index file becomes durable with the sync's directory fsync, later).
+fn mark_model() {
+    check(|| {
+        let fs = SimFs::new(9);
+        let options =
+            LogOptions { write_buffer_bytes: 0, segment_age_ms_max: Some(0), ..LogOptions::default() };
+        let log = open(&fs, options);
+        let writer = {
+            let log = Arc::clone(&log);
+            spawn(move || {
+                for i in 0..2 {
+                    log.append_batch(&[Record::put(b"k", &value(i))]).unwrap();
+                }
+                log.sync().unwrap();
+            })
+        };
+        for segment in log.shared().segments().iter().filter(|s| s.is_marked()) {
+            let index = Path::new("/log").join(crate::segment::index_name(segment.base));
+            assert!(fs.contents(&index).is_ok(), "a segment was marked before its index file was written");
+            let data = Path::new("/log").join(crate::segment::log_name(segment.base));
+            let image = fs.crash_image(0, &CrashOptions::durable_only());
+            assert_eq!(
+                image.contents(&data).ok(),
+                fs.contents(&data).ok(),
+                "a segment was marked before its data was durable"
+            );
+        }
+        writer.join().unwrap();
+    });
+}
+
+#[test]
+fn loom_a_marked_segment_has_its_index_and_durable_data() {
+    let _serial = crate::mutants::exclusive();
+    mark_model();
+}
+
+#[test]
+#[ignore = "mutant: run by `cargo xtask loom`, must fail with \"marked before its index file\""]
+fn loom_mutant_mark_before_index() {
+    crate::mutants::set(Some(crate::mutants::MARK_BEFORE_INDEX));
+    mark_model();
+}
+
 /// Model 8 (the log): a caller appends and syncs while the log is closed. A sync acknowledged
 /// before, during or after the close covers its record with an fsync (the close's, if the sync
 /// waited for it); once close returns, nothing more is appended.

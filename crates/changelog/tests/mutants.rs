@@ -67,6 +67,7 @@ fn every_mutant_is_checked_somewhere() {
         mutants::POISON_CHECK_BEFORE_LOCK,
         mutants::CLOSE_SKIPS_FINAL_SYNC,
         mutants::STOP_WITHOUT_LOCK,
+        mutants::MARK_BEFORE_INDEX,
     ];
     for name in mutants::ALL {
         assert!(here.contains(name) || in_loom.contains(name), "mutant {name} is never checked");
