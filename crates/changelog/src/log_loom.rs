@@ -14,6 +14,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use cairn_fs::loom_model_tests;
 use cairn_fs::loom_support::{check, spawn};
 use cairn_fs::{CrashOptions, FaultRule, Fs, Op, SimFs};
 
@@ -88,18 +89,11 @@ fn published_records_model() {
     });
 }
 
-#[test]
-fn loom_readers_find_every_published_record() {
-    let _serial = crate::mutants::exclusive();
-    published_records_model();
-}
-
-#[test]
-#[ignore = "mutant: run by `cargo xtask loom`, must fail with \"a published record was not readable\""]
-fn loom_mutant_end_before_write() {
-    crate::mutants::set(Some(crate::mutants::END_BEFORE_WRITE));
-    published_records_model();
-}
+loom_model_tests!(
+    published_records_model: loom_readers_find_every_published_record,
+    loom_mutant_end_before_write = crate::mutants::END_BEFORE_WRITE,
+    "mutant: run by `cargo xtask loom`, must fail with \"a published record was not readable\""
+);
 
 /// Models 2 and 7: a writer appends and syncs one record; a durable reader and a
 /// checkpointer (which records the durable end, as a task's commit does) run beside it. What
@@ -135,18 +129,11 @@ fn durable_model() {
     });
 }
 
-#[test]
-fn loom_durable_readers_and_checkpoints_see_only_synced_records() {
-    let _serial = crate::mutants::exclusive();
-    durable_model();
-}
-
-#[test]
-#[ignore = "mutant: run by `cargo xtask loom`, must fail with \"ahead of its fsync\""]
-fn loom_mutant_durable_before_fsync() {
-    crate::mutants::set(Some(crate::mutants::DURABLE_BEFORE_FSYNC));
-    durable_model();
-}
+loom_model_tests!(
+    durable_model: loom_durable_readers_and_checkpoints_see_only_synced_records,
+    loom_mutant_durable_before_fsync = crate::mutants::DURABLE_BEFORE_FSYNC,
+    "mutant: run by `cargo xtask loom`, must fail with \"ahead of its fsync\""
+);
 
 /// Model 3 on the real log: two callers each append a record and sync, sharing fsyncs. Each
 /// acknowledged caller's record is in the synced bytes, and each caller returns once (a lost
@@ -173,18 +160,11 @@ fn group_commit_model() {
     });
 }
 
-#[test]
-fn loom_concurrent_syncs_acknowledge_only_synced_records() {
-    let _serial = crate::mutants::exclusive();
-    group_commit_model();
-}
-
-#[test]
-#[ignore = "mutant: run by `cargo xtask loom`, must fail with \"no fsync covered\""]
-fn loom_mutant_ack_without_sync() {
-    crate::mutants::set(Some(crate::mutants::ACK_WITHOUT_SYNC));
-    group_commit_model();
-}
+loom_model_tests!(
+    group_commit_model: loom_concurrent_syncs_acknowledge_only_synced_records,
+    loom_mutant_ack_without_sync = crate::mutants::ACK_WITHOUT_SYNC,
+    "mutant: run by `cargo xtask loom`, must fail with \"no fsync covered\""
+);
 
 /// Model 4: two appenders, each writing its record out at once, and the first write fails.
 /// The failing append reports the error; its record must never reach the file, which holds
@@ -214,18 +194,11 @@ fn failed_write_model() {
     });
 }
 
-#[test]
-fn loom_a_failed_append_never_reaches_the_file() {
-    let _serial = crate::mutants::exclusive();
-    failed_write_model();
-}
-
-#[test]
-#[ignore = "mutant: run by `cargo xtask loom`, must fail with \"whose append failed reached the file\""]
-fn loom_mutant_poison_check_before_lock() {
-    crate::mutants::set(Some(crate::mutants::POISON_CHECK_BEFORE_LOCK));
-    failed_write_model();
-}
+loom_model_tests!(
+    failed_write_model: loom_a_failed_append_never_reaches_the_file,
+    loom_mutant_poison_check_before_lock = crate::mutants::POISON_CHECK_BEFORE_LOCK,
+    "mutant: run by `cargo xtask loom`, must fail with \"whose append failed reached the file\""
+);
 
 /// A mechanism not in the list: a sealed segment's mark (`Segment::marked`, release /
 /// acquire), which tells compaction the segment's data and index file are durable. A writer
@@ -262,18 +235,11 @@ fn mark_model() {
     });
 }
 
-#[test]
-fn loom_a_marked_segment_has_its_index_and_durable_data() {
-    let _serial = crate::mutants::exclusive();
-    mark_model();
-}
-
-#[test]
-#[ignore = "mutant: run by `cargo xtask loom`, must fail with \"marked before its index file\""]
-fn loom_mutant_mark_before_index() {
-    crate::mutants::set(Some(crate::mutants::MARK_BEFORE_INDEX));
-    mark_model();
-}
+loom_model_tests!(
+    mark_model: loom_a_marked_segment_has_its_index_and_durable_data,
+    loom_mutant_mark_before_index = crate::mutants::MARK_BEFORE_INDEX,
+    "mutant: run by `cargo xtask loom`, must fail with \"marked before its index file\""
+);
 
 /// Model 8 (the log): a caller appends and syncs while the log is closed. A sync acknowledged
 /// before, during or after the close covers its record with an fsync (the close's, if the sync
@@ -298,18 +264,11 @@ fn close_model() {
     });
 }
 
-#[test]
-fn loom_close_against_an_in_flight_sync() {
-    let _serial = crate::mutants::exclusive();
-    close_model();
-}
-
-#[test]
-#[ignore = "mutant: run by `cargo xtask loom`, must fail with \"no fsync covered\""]
-fn loom_mutant_close_skips_final_sync() {
-    crate::mutants::set(Some(crate::mutants::CLOSE_SKIPS_FINAL_SYNC));
-    close_model();
-}
+loom_model_tests!(
+    close_model: loom_close_against_an_in_flight_sync,
+    loom_mutant_close_skips_final_sync = crate::mutants::CLOSE_SKIPS_FINAL_SYNC,
+    "mutant: run by `cargo xtask loom`, must fail with \"no fsync covered\""
+);
 
 /// Model 8 (the maintenance thread): closing the log stops its maintenance thread and joins it,
 /// whenever the close comes; a lost wake-up would leave the close waiting for good (under loom
@@ -325,15 +284,8 @@ fn maintenance_stop_model() {
     });
 }
 
-#[test]
-fn loom_close_stops_and_joins_the_maintenance_thread() {
-    let _serial = crate::mutants::exclusive();
-    maintenance_stop_model();
-}
-
-#[test]
-#[ignore = "mutant: run by `cargo xtask loom`, must fail with \"deadlock\""]
-fn loom_mutant_stop_without_lock() {
-    crate::mutants::set(Some(crate::mutants::STOP_WITHOUT_LOCK));
-    maintenance_stop_model();
-}
+loom_model_tests!(
+    maintenance_stop_model: loom_close_stops_and_joins_the_maintenance_thread,
+    loom_mutant_stop_without_lock = crate::mutants::STOP_WITHOUT_LOCK,
+    "mutant: run by `cargo xtask loom`, must fail with \"deadlock\""
+);

@@ -10,12 +10,12 @@
 //! its lock is held, so that a thread between checking the flag and waiting cannot miss the
 //! wake-up (loom model `loom_close_stops_and_joins_the_maintenance_thread`, in `log_loom`).
 
-use std::sync::{Arc, PoisonError};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::mutants;
 use crate::sync::thread::{self, JoinHandle};
-use crate::sync::{AtomicBool, Condvar, Mutex, MutexGuard, Ordering};
+use crate::sync::{AtomicBool, Condvar, Mutex, Ordering, lock};
 
 use crate::compaction::{self, CompactOptions, CompactionListener, CompactionReport};
 use crate::error::{Error, Result};
@@ -135,10 +135,6 @@ struct State {
     limit: u64,
     requested: bool,
     status: MaintenanceStatus,
-}
-
-fn lock(mutex: &Mutex<State>) -> MutexGuard<'_, State> {
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 impl Control {

@@ -6,6 +6,28 @@ use std::sync::Arc;
 /// The stack of a model thread: loom's default is too small for opening a log.
 pub const STACK_BYTES: usize = 4 << 20;
 
+/// The two tests of a loom model: `$test` explores `$model` with no mutant on (holding the
+/// mutant switch's lock), and `$mutant_test`, ignored, explores it with `$mutant` switched on.
+/// `cargo xtask loom` runs the mutant test in a process of its own and requires it to fail with
+/// the message its table names; `$reason` says so to a reader of the test list.
+#[macro_export]
+macro_rules! loom_model_tests {
+    ($model:ident: $test:ident, $mutant_test:ident = $mutant:expr, $reason:literal) => {
+        #[test]
+        fn $test() {
+            let _serial = $crate::mutants::exclusive();
+            $model();
+        }
+
+        #[test]
+        #[ignore = $reason]
+        fn $mutant_test() {
+            $crate::mutants::set(Some($mutant));
+            $model();
+        }
+    };
+}
+
 /// Spawns a model thread with [`STACK_BYTES`] of stack.
 ///
 /// # Panics

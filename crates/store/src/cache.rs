@@ -163,18 +163,11 @@ mod loom_model {
         });
     }
 
-    #[test]
-    fn loom_cached_values_follow_their_locations() {
-        let _serial = crate::mutants::exclusive();
-        model();
-    }
-
-    #[test]
-    #[ignore = "mutant: run by `cargo xtask loom`, must fail with \"cached for the wrong location\""]
-    fn loom_mutant_cache_ignores_segment() {
-        crate::mutants::set(Some(crate::mutants::CACHE_IGNORES_SEGMENT));
-        model();
-    }
+    cairn_fs::loom_model_tests!(
+        model: loom_cached_values_follow_their_locations,
+        loom_mutant_cache_ignores_segment = crate::mutants::CACHE_IGNORES_SEGMENT,
+        "mutant: run by `cargo xtask loom`, must fail with \"cached for the wrong location\""
+    );
 }
 
 #[cfg(test)]
