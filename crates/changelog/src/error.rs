@@ -193,6 +193,11 @@ pub enum Error {
         /// The segment named.
         id: crate::SegmentId,
     },
+    /// The directory holds no segment file (it is not a log directory).
+    NotALog {
+        /// The directory.
+        path: PathBuf,
+    },
     /// Options that cannot work together.
     InvalidOptions {
         /// The option at fault.
@@ -235,6 +240,7 @@ impl Error {
                 Error::ReaderTruncated { position: *position, end: *end }
             }
             Error::UnknownSegment { id } => Error::UnknownSegment { id: *id },
+            Error::NotALog { path } => Error::NotALog { path: path.clone() },
             Error::InvalidOptions { option, reason } => Error::InvalidOptions { option, reason },
         }
     }
@@ -276,6 +282,9 @@ impl fmt::Display for Error {
                 )
             }
             Error::UnknownSegment { id } => write!(f, "segment {id:?} is not in the segment set"),
+            Error::NotALog { path } => {
+                write!(f, "{} holds no segment file: not a log directory", path.display())
+            }
             Error::InvalidOptions { option, reason } => {
                 write!(f, "invalid option {option}: {reason}")
             }

@@ -46,6 +46,7 @@ mod error;
 mod filter;
 mod group_commit;
 mod index;
+mod inspect;
 mod locate;
 mod log;
 #[cfg(all(test, loom))]
@@ -57,6 +58,7 @@ mod options;
 mod reader;
 mod record;
 mod recovery;
+mod repair;
 mod retention;
 mod segment;
 mod segment_list;
@@ -68,6 +70,7 @@ pub use compaction::{
     RecordMove,
 };
 pub use error::{CorruptionKind, Error, Result};
+pub use inspect::{Finding, Inspection, LocatedRecord, LogDir, Problem, SegmentInspection, Severity};
 pub use locate::{SegmentId, SegmentInfo, SegmentSet, ValueLocation};
 pub use log::Log;
 pub use maintenance::{CompactionLimit, CompactionPolicy, Listener, Maintenance, MaintenanceStatus};
@@ -75,4 +78,5 @@ pub use options::{LogOptions, WRITEBACK_BYTES};
 pub use reader::{BatchRecords, BatchView, OwnedRecords, ReadLimit, Reader};
 pub use record::{OwnedRecord, Record, RecordView};
 pub use recovery::{RecoveryReport, TailCut};
+pub use repair::{Repair, RepairPlan, RepairReport};
 pub use retention::{Retention, RetentionReport};
