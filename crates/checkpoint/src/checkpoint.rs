@@ -113,6 +113,16 @@ impl CheckpointFile {
         Ok(CheckpointFile { file, current })
     }
 
+    /// The checkpoint in the file at `path`, or `None` if there is no file, read without
+    /// changing anything (no leftover temporary file is removed), as inspection tools need.
+    ///
+    /// # Errors
+    /// [`Error::Corruption`] naming the file and byte position if it is damaged, and the other
+    /// errors of [`DurableFile::read`].
+    pub fn read_from(fs: Arc<dyn Fs>, path: impl AsRef<Path>) -> Result<Option<Checkpoint>> {
+        DurableFile::read_from(fs, path, DurableOptions::new(Self::KIND, Self::VERSION))
+    }
+
     /// The last checkpoint read or written, or `None` if there is none yet.
     pub fn current(&self) -> Option<&Checkpoint> {
         self.current.as_ref()

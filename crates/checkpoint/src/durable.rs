@@ -102,13 +102,7 @@ impl<T: Serialize + DeserializeOwned> DurableFile<T> {
     /// # Errors
     /// [`Error::Io`] if the directory cannot be listed or a leftover cannot be removed.
     pub fn open(fs: Arc<dyn Fs>, path: impl AsRef<Path>, options: DurableOptions) -> Result<DurableFile<T>> {
-        let path = path.as_ref().to_path_buf();
-        let dir = match path.parent() {
-            Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
-            _ => PathBuf::from("."),
-        };
-        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        let file = DurableFile { fs, path, dir, name, options, poison: None, _value: PhantomData };
+        let file = DurableFile::handle(fs, path.as_ref(), options);
         let prefix = file.temp_prefix();
         for leftover in file.fs.list_dir(&file.dir).map_err(|e| Error::io("list", &file.dir, e))? {
             let leftover = leftover.to_string_lossy();
@@ -121,6 +115,26 @@ impl<T: Serialize + DeserializeOwned> DurableFile<T> {
             }
         }
         Ok(file)
+    }
+
+    /// The value in the file at `path`, or `None` if there is no file, read without opening a
+    /// handle: nothing is written and no leftover removed (for inspection tools, which must
+    /// not change what they look at).
+    ///
+    /// # Errors
+    /// As for [`DurableFile::read`].
+    pub fn read_from(fs: Arc<dyn Fs>, path: impl AsRef<Path>, options: DurableOptions) -> Result<Option<T>> {
+        DurableFile::handle(fs, path.as_ref(), options).read()
+    }
+
+    fn handle(fs: Arc<dyn Fs>, path: &Path, options: DurableOptions) -> DurableFile<T> {
+        let path = path.to_path_buf();
+        let dir = match path.parent() {
+            Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        DurableFile { fs, path, dir, name, options, poison: None, _value: PhantomData }
     }
 
     /// The file's path.

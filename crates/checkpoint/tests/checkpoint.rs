@@ -277,3 +277,25 @@ fn a_checkpoint_round_trips_on_the_real_file_system() {
     assert_eq!(open().read().unwrap(), None);
     assert_eq!(real_names(&dir.0), ["checkpoint", "checkpoint.prev"]);
 }
+
+#[test]
+fn read_from_reads_the_checkpoint_without_touching_the_directory() {
+    let fs = sim();
+    assert_eq!(CheckpointFile::read_from(Arc::new(fs.clone()), CHECKPOINT).unwrap(), None);
+    open_checkpoint(&fs, false).write(&checkpoint(4)).unwrap();
+    // A leftover of an interrupted write, which opening a handle removes.
+    let leftover = "/task/.checkpoint.tmp-1-2";
+    drop(fs.open(Path::new(leftover), OpenMode::CreateNew).unwrap());
+    let before = names(&fs, Path::new("/task"));
+    assert!(before.iter().any(|n| n.ends_with("tmp-1-2")), "{before:?}");
+    let read = CheckpointFile::read_from(Arc::new(fs.clone()), CHECKPOINT).unwrap();
+    assert_eq!(read, Some(checkpoint(4)));
+    assert_eq!(names(&fs, Path::new("/task")), before);
+    drop(open_checkpoint(&fs, false));
+    assert!(names(&fs, Path::new("/task")).iter().all(|n| !n.ends_with("tmp-1-2")), "not a leftover name");
+    // Damage is an error naming the file, never "no checkpoint".
+    let file = fs.open(Path::new(CHECKPOINT), OpenMode::ReadWrite).unwrap();
+    file.write_all_at(&[0xFF], 20).unwrap();
+    let error = CheckpointFile::read_from(Arc::new(fs.clone()), CHECKPOINT).unwrap_err();
+    assert!(matches!(error, Error::Corruption { ref file, .. } if file == Path::new(CHECKPOINT)), "{error}");
+}
