@@ -22,6 +22,7 @@ pub const ALL: &[&str] = &[
     CLOSE_SKIPS_FINAL_SYNC,
     STOP_WITHOUT_LOCK,
     MARK_BEFORE_INDEX,
+    REPAIR_REMOVES_BEFORE_SAVED,
 ];
 
 /// A roll does not sync the directory after creating the new segment, so its name may not be
@@ -60,6 +61,9 @@ pub const CLOSE_SKIPS_FINAL_SYNC: &str = "close_skips_final_sync";
 /// Stopping the maintenance thread wakes it without holding its lock, so a thread between
 /// checking the stop flag and waiting misses the wake-up.
 pub const STOP_WITHOUT_LOCK: &str = "stop_without_lock";
+/// Repair removes bytes from the log without first making its copies of them durable (no fsync
+/// of the copies or of the save directory).
+pub const REPAIR_REMOVES_BEFORE_SAVED: &str = "repair_removes_before_saved";
 /// A sync marks a sealed segment (for compaction, which takes only marked ones) before its
 /// index file, the durability marker, is written.
 pub const MARK_BEFORE_INDEX: &str = "mark_before_index";

@@ -19,6 +19,7 @@ use crate::compaction::swap::{self, SWAP_NAME};
 use crate::error::{CorruptionKind, Error, Result};
 use crate::inspect::{Finding, Inspection, LogDir, Problem};
 use crate::log::Log;
+use crate::mutants;
 use crate::options::LogOptions;
 use crate::recovery::{LOCK_NAME, RecoveryReport};
 use crate::segment::{index_name, log_name};
@@ -256,7 +257,9 @@ impl Repair {
             for path in whole {
                 saved.push(save_copy(fs_ref, path, 0, &save_to.join(file_name(path)))?);
             }
-            fs_ref.sync_dir(save_to).map_err(io("sync_dir", save_to))?;
+            if !mutants::active(mutants::REPAIR_REMOVES_BEFORE_SAVED) {
+                fs_ref.sync_dir(save_to).map_err(io("sync_dir", save_to))?;
+            }
 
             // The compaction record first: damaged, it is removed (its uncommitted output goes
             // at the next open); whole, its pass is finished, so that the files below carry
@@ -321,6 +324,8 @@ fn save_copy(fs: &dyn Fs, from: &Path, position: u64, to: &Path) -> Result<PathB
         target.write_all_at(&buf, at - position).map_err(io("write", to))?;
         at += n;
     }
-    target.sync_all().map_err(io("sync_all", to))?;
+    if !mutants::active(mutants::REPAIR_REMOVES_BEFORE_SAVED) {
+        target.sync_all().map_err(io("sync_all", to))?;
+    }
     Ok(to.to_path_buf())
 }

@@ -317,6 +317,12 @@ fn verify_and_repair_agree_with_recovery_on_every_kind_of_damage() {
 }
 
 #[test]
+fn repair_survives_a_crash_at_every_step() {
+    let points = common::repair::repair_crash_sweep(6).unwrap();
+    assert!(points > 10, "only {points} points");
+}
+
+#[test]
 fn verify_of_a_clean_log_reports_its_shape() {
     let temp = TempDir::new("inspect-shape");
     let dir = temp.path.join("log");

@@ -56,6 +56,7 @@ fn every_mutant_is_checked_somewhere() {
         mutants::COMPACTION_SKIPS_OUTPUT_SYNC,
         mutants::COMPACTION_REMOVES_BEFORE_COMMIT,
         mutants::OPEN_IGNORES_SWAP_RECORD,
+        mutants::REPAIR_REMOVES_BEFORE_SAVED,
     ];
     let in_loom = [
         mutants::PUBLISH_RELAXED,
@@ -72,6 +73,13 @@ fn every_mutant_is_checked_somewhere() {
     for name in mutants::ALL {
         assert!(here.contains(name) || in_loom.contains(name), "mutant {name} is never checked");
     }
+}
+
+#[test]
+fn a_repair_removing_bytes_before_its_copies_are_durable_is_caught_by_the_repair_sweep() {
+    let verdict = with_mutant(mutants::REPAIR_REMOVES_BEFORE_SAVED, || common::repair::repair_crash_sweep(6));
+    let violation = verdict.expect_err("the repair sweep passed with the copies' fsyncs removed");
+    assert!(violation.contains("removed but not saved"), "{violation}");
 }
 
 #[test]

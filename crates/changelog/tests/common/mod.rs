@@ -3,6 +3,7 @@
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 pub mod compact;
+pub mod repair;
 pub mod sweep;
 
 use std::path::{Path, PathBuf};
