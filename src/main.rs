@@ -13,8 +13,9 @@ use cmd::{BoxError, Exit};
 /// cairn: durable local state for stream processing.
 ///
 /// Exit codes: 0 success (verify: nothing found); 1 the command failed (message on stderr);
-/// 2 bad arguments; 3 damage (verify, dump, checkpoint show); 4 only damage that opening
-/// repairs by itself (verify); 5 not found (store get, checkpoint show); 6 repair not confirmed.
+/// 2 bad arguments; 3 damage (verify, dump, checkpoint show; store and compact refuse a damaged
+/// log); 4 only damage that opening repairs by itself (verify; store and compact refuse a torn
+/// tail without --recover); 5 not found (store get, checkpoint show); 6 repair not confirmed.
 #[derive(Debug, Parser)]
 #[command(name = "cairn", version, about)]
 struct Cli {
@@ -80,6 +81,16 @@ struct Format {
     json: bool,
 }
 
+/// `--recover`, for the commands that open a log or store (and so recover it).
+#[derive(Debug, Args)]
+struct Recover {
+    /// Let opening cut a torn tail it finds (without saving it). Without it, such a log is
+    /// refused (exit 4): those bytes may hold records a task's checkpoint needs; `cairn log
+    /// repair` cuts them after saving a copy. A damaged log is always refused (exit 3).
+    #[arg(long)]
+    recover: bool,
+}
+
 #[derive(Debug, Subcommand)]
 enum LogCommand {
     /// Segments, offsets, bytes, records, dirty ratio, last compaction. Read-only; reads the
@@ -143,6 +154,8 @@ enum LogCommand {
         #[arg(long)]
         limit: Option<u64>,
         #[command(flatten)]
+        recover: Recover,
+        #[command(flatten)]
         format: Format,
     },
 }
@@ -172,6 +185,8 @@ enum StoreCommand {
         #[arg(long)]
         hex: bool,
         #[command(flatten)]
+        recover: Recover,
+        #[command(flatten)]
         format: Format,
     },
     /// Entries in key byte order, [--from, --to). Opens the store as `get` does.
@@ -194,6 +209,8 @@ enum StoreCommand {
         #[arg(long)]
         keys_only: bool,
         #[command(flatten)]
+        recover: Recover,
+        #[command(flatten)]
         format: Format,
     },
     /// Keys, changelog size and dirty ratio, snapshots and how the restore went. Opens the
@@ -201,6 +218,8 @@ enum StoreCommand {
     Stat {
         /// The store directory.
         dir: PathBuf,
+        #[command(flatten)]
+        recover: Recover,
         #[command(flatten)]
         format: Format,
     },
@@ -216,21 +235,25 @@ fn run_log(command: LogCommand) -> Result<Exit, BoxError> {
         LogCommand::Repair { dir, yes, save_to, format } => {
             cmd::log::repair(&dir, &cmd::log::RepairOptions { save_to, yes, json: format.json })
         }
-        LogCommand::Compact { dir, limit, format } => cmd::log::compact(&dir, limit, format.json),
+        LogCommand::Compact { dir, limit, recover, format } => {
+            cmd::log::compact(&dir, limit, recover.recover, format.json)
+        }
     }
 }
 
 fn run_store(command: StoreCommand) -> Result<Exit, BoxError> {
     match command {
-        StoreCommand::Get { dir, key, hex, format } => {
-            cmd::store::get(&dir, &cmd::store::parse_key(&key, hex)?, format.json)
+        StoreCommand::Get { dir, key, hex, recover, format } => {
+            cmd::store::get(&dir, &cmd::store::parse_key(&key, hex)?, recover.recover, format.json)
         }
-        StoreCommand::Scan { dir, from, to, limit, hex, keys_only, format } => {
+        StoreCommand::Scan { dir, from, to, limit, hex, keys_only, recover, format } => {
             let from = from.map(|k| cmd::store::parse_key(&k, hex)).transpose()?;
             let to = to.map(|k| cmd::store::parse_key(&k, hex)).transpose()?;
-            cmd::store::scan(&dir, &cmd::store::ScanOptions { from, to, limit, keys_only, json: format.json })
+            let recover = recover.recover;
+            let options = cmd::store::ScanOptions { from, to, limit, keys_only, recover, json: format.json };
+            cmd::store::scan(&dir, &options)
         }
-        StoreCommand::Stat { dir, format } => cmd::store::stat(&dir, format.json),
+        StoreCommand::Stat { dir, recover, format } => cmd::store::stat(&dir, recover.recover, format.json),
     }
 }
 

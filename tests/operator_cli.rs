@@ -470,3 +470,69 @@ fn every_command_has_help_and_bad_input_has_exit_codes() {
     assert_exit(&cairn(&["log", "compact", path(&missing)]), 1);
     assert!(!missing.exists(), "compact created the directory");
 }
+
+#[test]
+fn commands_that_open_a_log_refuse_a_torn_tail_unless_told_to_recover() {
+    let temp = Temp::new("recover");
+    let dir = temp.0.join("store");
+    let mut store = Store::open(Arc::new(RealFs::new()), &dir, StoreOptions::default()).unwrap();
+    store.put(b"name", b"alice").unwrap();
+    store.close().unwrap();
+    let changelog = dir.join("changelog");
+    let last = segments(&changelog).pop().unwrap();
+    let mut file = std::fs::OpenOptions::new().append(true).open(&last).unwrap();
+    file.write_all(&[0xC3; 50]).unwrap();
+    drop(file);
+    let before = files(&dir);
+
+    for args in [
+        &["store", "get", path(&dir), "name"][..],
+        &["store", "scan", path(&dir)],
+        &["store", "stat", path(&dir)],
+        &["log", "compact", path(&changelog)],
+    ] {
+        let output = cairn(args);
+        assert_exit(&output, 4);
+        assert!(
+            stderr(&output).contains("--recover") && stderr(&output).contains("torn tail"),
+            "{}",
+            stderr(&output)
+        );
+    }
+    assert_eq!(files(&dir), before, "a refused command changed the store");
+
+    let output = cairn(&["store", "get", path(&dir), "name", "--recover"]);
+    assert_exit(&output, 0);
+    assert_eq!(stdout(&output), "\"alice\"\n");
+    assert!(stderr(&output).contains("opening cut a torn tail"), "{}", stderr(&output));
+    assert_exit(&cairn(&["log", "verify", path(&changelog)]), 0);
+}
+
+#[test]
+fn repair_with_json_still_shows_its_plan_before_asking() {
+    let temp = Temp::new("repair-json");
+    let dir = temp.0.join("log");
+    write_log(&dir);
+    damage_sealed_segment(&dir);
+    let output = cairn_with_input(&["log", "repair", path(&dir), "--json"], "no\n");
+    assert_exit(&output, 6);
+    assert!(stderr(&output).contains("the repair will:") && stderr(&output).contains("repair? [y/N]"));
+    let report = json(&output);
+    assert_eq!(report["applied"], false);
+    assert!(report["plan"]["cut_file"].is_string(), "{report}");
+    // The default save directory lies beside the log directory, even given as ".".
+    let output = Command::new(env!("CARGO_BIN_EXE_cairn"))
+        .args(["log", "repair", ".", "--yes", "--json"])
+        .current_dir(&dir)
+        .output()
+        .unwrap();
+    assert_exit(&output, 0);
+    let saved = PathBuf::from(json(&output)["saved_to"].as_str().unwrap());
+    assert_eq!(
+        saved.parent(),
+        Some(std::fs::canonicalize(&temp.0).unwrap().as_path()),
+        "{}",
+        saved.display()
+    );
+    assert!(saved.file_name().unwrap().to_str().unwrap().starts_with("log.repair-"));
+}

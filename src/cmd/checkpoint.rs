@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use cairn::checkpoint::{Checkpoint, CheckpointFile, Error};
+use cairn::checkpoint::{Checkpoint, CheckpointFile, CorruptionKind, Error};
 use serde::Serialize;
 
 use super::{BoxError, Exit, print_json, real_fs, require_exists, show_ms};
@@ -24,7 +24,7 @@ struct JsonShow<'a> {
 #[derive(Serialize)]
 struct JsonDamage {
     position: u64,
-    kind: String,
+    kind: &'static str,
     message: String,
 }
 
@@ -58,7 +58,7 @@ pub fn show(path: &Path, json: bool) -> Result<Exit, BoxError> {
         }
         Err(Error::Corruption { file, position, kind, .. }) => {
             if json {
-                let damage = JsonDamage { position, kind: format!("{kind:?}"), message: kind.to_string() };
+                let damage = JsonDamage { position, kind: kind_name(&kind), message: kind.to_string() };
                 print_json(&JsonShow {
                     file: shown,
                     status: "damaged",
@@ -72,6 +72,22 @@ pub fn show(path: &Path, json: bool) -> Result<Exit, BoxError> {
             Ok(Exit::Damage)
         }
         Err(other) => Err(other.into()),
+    }
+}
+
+/// A stable short name for each kind of damage.
+fn kind_name(kind: &CorruptionKind) -> &'static str {
+    match kind {
+        CorruptionKind::Empty => "empty",
+        CorruptionKind::Truncated { .. } => "truncated",
+        CorruptionKind::BadMagic { .. } => "bad_magic",
+        CorruptionKind::UnsupportedFrame { .. } => "unsupported_frame",
+        CorruptionKind::WrongKind { .. } => "wrong_kind",
+        CorruptionKind::UnsupportedVersion { .. } => "unsupported_version",
+        CorruptionKind::Checksum { .. } => "checksum",
+        CorruptionKind::TrailingBytes { .. } => "trailing_bytes",
+        CorruptionKind::Decode => "decode",
+        _ => "other",
     }
 }
 

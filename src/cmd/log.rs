@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use cairn::changelog::{
-    Blocked, CompactOptions, CompactionReport, Inspection, LocatedRecord, Log, LogDir, LogOptions,
+    Blocked, CompactOptions, CompactionReport, Inspection, LocatedRecord, Log, LogDir, LogOptions, Problem,
     RecoveryReport, Repair, RepairPlan, Severity,
 };
 use serde::Serialize;
@@ -15,6 +15,38 @@ use super::{
     BoxError, Exit, JsonBytes, JsonFinding, byte_progress, print_json, real_fs, require_exists, show_bytes,
     show_finding, show_ms, show_size, spinner,
 };
+
+/// Before a command opens a log (which recovers it): refuses damage opening would refuse
+/// anyway, and, unless `recover`, a torn tail opening would cut without saving it, since those
+/// bytes may hold records a task's checkpoint needs. Returns the inspection, or the exit code of
+/// the refusal (after saying why on stderr).
+pub fn check_before_open(dir: &Path, recover: bool) -> Result<Result<Inspection, Exit>, BoxError> {
+    let inspection = LogDir::open(real_fs(), dir)?.stat()?;
+    let damage = inspection.findings.iter().filter(|f| f.severity == Severity::Damage);
+    let tears = inspection.findings.iter().filter(|f| matches!(f.problem, Problem::TornTail { .. }));
+    if damage.clone().next().is_some() {
+        for finding in damage {
+            eprintln!("{}", show_finding(finding));
+        }
+        eprintln!(
+            "{}: damaged; not opened. `cairn log verify` shows every problem, `cairn log repair` cuts it",
+            dir.display()
+        );
+        return Ok(Err(Exit::Damage));
+    }
+    if !recover && tears.clone().next().is_some() {
+        for finding in tears {
+            eprintln!("{}", show_finding(finding));
+        }
+        eprintln!(
+            "{}: opening would cut this torn tail without saving it. Pass --recover to let it, or run \
+             `cairn log repair`, which saves the bytes first",
+            dir.display()
+        );
+        return Ok(Err(Exit::Recoverable));
+    }
+    Ok(Ok(inspection))
+}
 
 /// `cairn log stat DIR`: the log's shape from its index headers (only the segments after the
 /// last durability marker are read).
@@ -177,6 +209,7 @@ struct JsonPlan {
     removed_segments: Vec<String>,
     removed_indexes: Vec<String>,
     removed_swap_record: Option<String>,
+    leftovers: Vec<String>,
     end_offset_before: u64,
     end_offset_after: u64,
     bytes_removed: u64,
@@ -193,6 +226,7 @@ impl JsonPlan {
             removed_segments: show(&plan.removed_segments),
             removed_indexes: show(&plan.removed_indexes),
             removed_swap_record: plan.removed_swap_record.as_ref().map(|p| p.display().to_string()),
+            leftovers: show(&plan.leftovers),
             end_offset_before: plan.end_offset_before,
             end_offset_after: plan.end_offset_after,
             bytes_removed: plan.bytes_removed,
@@ -218,12 +252,19 @@ pub fn repair(dir: &Path, options: &RepairOptions) -> Result<Exit, BoxError> {
     bar.finish_and_clear();
     let repair = prepared?;
     let plan = repair.plan().clone();
-    if !options.json {
-        for finding in &repair.inspection().findings {
-            println!("{}", show_finding(finding));
-        }
-        print_plan(&plan);
+    let save_to = match &options.save_to {
+        Some(path) => path.clone(),
+        None => default_save_dir(dir)?,
+    };
+    // With --json the plan still goes to people, on stderr, before any question.
+    let mut people: Box<dyn Write> =
+        if options.json { Box::new(io::stderr()) } else { Box::new(io::stdout()) };
+    for finding in &repair.inspection().findings {
+        writeln!(people, "{}", show_finding(finding))?;
     }
+    print_plan(&mut people, &plan, &save_to)?;
+    people.flush()?;
+    drop(people);
     if !plan.is_empty() && !options.yes && !confirm()? {
         if options.json {
             let report = JsonRepair {
@@ -240,7 +281,6 @@ pub fn repair(dir: &Path, options: &RepairOptions) -> Result<Exit, BoxError> {
         }
         return Ok(Exit::Declined);
     }
-    let save_to = options.save_to.clone().unwrap_or_else(|| default_save_dir(dir));
     let report = repair.apply(&save_to)?;
     if options.json {
         let report = JsonRepair {
@@ -262,39 +302,58 @@ pub fn repair(dir: &Path, options: &RepairOptions) -> Result<Exit, BoxError> {
     Ok(Exit::Success)
 }
 
-fn default_save_dir(dir: &Path) -> PathBuf {
+/// `<DIR>.repair-<seconds since the epoch>` beside the (absolute) log directory, with a
+/// counter if that exists.
+fn default_save_dir(dir: &Path) -> Result<PathBuf, BoxError> {
+    let dir = std::fs::canonicalize(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     let seconds = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
     let name = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "log".into());
-    dir.with_file_name(format!("{name}.repair-{seconds}"))
+    let mut candidate = dir.with_file_name(format!("{name}.repair-{seconds}"));
+    let mut n = 1;
+    while candidate.exists() {
+        n += 1;
+        candidate = dir.with_file_name(format!("{name}.repair-{seconds}-{n}"));
+    }
+    Ok(candidate)
 }
 
-fn print_plan(plan: &RepairPlan) {
+fn print_plan(out: &mut dyn Write, plan: &RepairPlan, save_to: &Path) -> io::Result<()> {
     if plan.is_empty() {
-        println!("nothing to repair: no damage, and nothing the repair would remove");
-        return;
+        return writeln!(out, "nothing to repair: no damage, and nothing the repair would remove");
     }
-    println!("the repair will:");
+    writeln!(out, "the repair will:")?;
     if let Some(cause) = &plan.cause {
-        println!("  cut at the first damage: {}", show_finding(cause));
+        writeln!(out, "  cut at the first damage: {}", show_finding(cause))?;
     }
     if let Some((file, position)) = &plan.cut {
-        println!("  cut {} at byte {} ({} removed)", file.display(), position, show_size(plan.cut_bytes));
+        writeln!(
+            out,
+            "  cut {} at byte {} ({} removed)",
+            file.display(),
+            position,
+            show_size(plan.cut_bytes)
+        )?;
     }
     for path in &plan.removed_segments {
-        println!("  remove segment {}", path.display());
+        writeln!(out, "  remove segment {}", path.display())?;
     }
     for path in &plan.removed_indexes {
-        println!("  remove index {} (rebuilt on open)", path.display());
+        writeln!(out, "  remove index {} (rebuilt on open)", path.display())?;
     }
     if let Some(path) = &plan.removed_swap_record {
-        println!("  remove the damaged compaction record {}", path.display());
+        writeln!(out, "  remove the damaged compaction record {}", path.display())?;
     }
-    println!(
-        "  end offset {} -> {} ({} removed, all of it saved first)",
+    for path in &plan.leftovers {
+        writeln!(out, "  let opening remove the leftover {}", path.display())?;
+    }
+    writeln!(
+        out,
+        "  end offset {} -> {} ({} removed, all of it first copied under {})",
         plan.end_offset_before,
         plan.end_offset_after,
-        show_size(plan.bytes_removed)
-    );
+        show_size(plan.bytes_removed),
+        save_to.display()
+    )
 }
 
 /// Asks on stderr, reads the answer from stdin: only `y` or `yes` confirms.
@@ -328,9 +387,10 @@ struct JsonCompaction {
 }
 
 /// `cairn log compact DIR`: one compaction pass below `limit` (default: the log's end).
-pub fn compact(dir: &Path, limit: Option<u64>, json: bool) -> Result<Exit, BoxError> {
-    // Opening would create a missing directory: a compaction needs an existing log.
-    LogDir::open(real_fs(), dir)?;
+pub fn compact(dir: &Path, limit: Option<u64>, recover: bool, json: bool) -> Result<Exit, BoxError> {
+    if let Err(exit) = check_before_open(dir, recover)? {
+        return Ok(exit);
+    }
     let log = Log::open(real_fs(), dir, LogOptions::default())?;
     let recovery = log.recovery_report().clone();
     let limit = limit.unwrap_or_else(|| log.end_offset());

@@ -4,11 +4,11 @@ use std::io::{self, Write};
 use std::path::Path;
 use std::sync::Arc;
 
-use cairn::changelog::LogDir;
+use cairn::changelog::{Inspection, LogDir};
 use cairn::store::{ProgressListener, RestoreSource, SkipReason, Store, StoreOptions};
 use serde::Serialize;
 
-use super::log::JsonInspection;
+use super::log::{JsonInspection, check_before_open};
 use super::{
     BoxError, Exit, JsonBytes, byte_progress, parse_hex, print_json, real_fs, show_bytes, show_size,
 };
@@ -18,13 +18,19 @@ const CHANGELOG_DIR: &str = "changelog";
 const SNAPSHOT_DIR: &str = "snapshots";
 const SNAPSHOT_SUFFIX: &str = ".snapshot";
 
-/// Opens the store in `dir`, restoring it with a progress bar. Refuses a directory that does
-/// not hold a store's changelog: opening would create an empty store there.
-fn open(dir: &Path) -> Result<Store, BoxError> {
+/// Opens the store in `dir`, restoring it with a progress bar, after looking at its changelog
+/// (returned): refuses a directory without a store's changelog (opening would create an empty
+/// store there), a damaged changelog, and, unless `recover`, one with a torn tail that opening
+/// would cut (`Err(exit)`, after saying why).
+fn open(dir: &Path, recover: bool) -> Result<Result<(Store, Inspection), Exit>, BoxError> {
     let changelog = dir.join(CHANGELOG_DIR);
     if let Err(e) = LogDir::open(real_fs(), &changelog) {
         return Err(format!("{}: not a store directory ({e})", dir.display()).into());
     }
+    let inspection = match check_before_open(&changelog, recover)? {
+        Ok(inspection) => inspection,
+        Err(exit) => return Ok(Err(exit)),
+    };
     let bar = byte_progress(0, "restoring");
     let progress_bar = bar.clone();
     let mut options = StoreOptions::default();
@@ -34,7 +40,18 @@ fn open(dir: &Path) -> Result<Store, BoxError> {
     })));
     let store = Store::open(real_fs(), dir, options);
     bar.finish_and_clear();
-    Ok(store?)
+    let store = store?;
+    let recovery = store.changelog().recovery_report();
+    if let Some(cut) = &recovery.tail_cut {
+        eprintln!(
+            "opening cut a torn tail: {} at byte {} ({} bytes, {} records)",
+            cut.file.display(),
+            cut.position,
+            cut.bytes,
+            cut.records
+        );
+    }
+    Ok(Ok((store, inspection)))
 }
 
 /// A key given on the command line: text, or hex with `--hex`.
@@ -50,8 +67,11 @@ struct JsonGet {
 }
 
 /// `cairn store get DIR KEY`.
-pub fn get(dir: &Path, key: &[u8], json: bool) -> Result<Exit, BoxError> {
-    let store = open(dir)?;
+pub fn get(dir: &Path, key: &[u8], recover: bool, json: bool) -> Result<Exit, BoxError> {
+    let store = match open(dir, recover)? {
+        Ok((store, _)) => store,
+        Err(exit) => return Ok(exit),
+    };
     let value = store.get(key)?;
     store.close()?;
     if json {
@@ -80,6 +100,8 @@ pub struct ScanOptions {
     pub limit: Option<u64>,
     /// Keys only.
     pub keys_only: bool,
+    /// Let opening cut a torn tail.
+    pub recover: bool,
     /// One JSON object per entry.
     pub json: bool,
 }
@@ -93,7 +115,10 @@ struct JsonEntry {
 
 /// `cairn store scan DIR`: entries in key byte order.
 pub fn scan(dir: &Path, options: &ScanOptions) -> Result<Exit, BoxError> {
-    let store = open(dir)?;
+    let store = match open(dir, options.recover)? {
+        Ok((store, _)) => store,
+        Err(exit) => return Ok(exit),
+    };
     let entries = match (&options.from, &options.to) {
         (from, Some(to)) => store.range(from.as_deref().unwrap_or_default(), to)?,
         _ => store.iter()?,
@@ -162,12 +187,15 @@ struct JsonSnapshot {
 }
 
 /// `cairn store stat DIR`: size, restore and snapshot state, and the changelog's shape.
-pub fn stat(dir: &Path, json: bool) -> Result<Exit, BoxError> {
-    let store = open(dir)?;
+pub fn stat(dir: &Path, recover: bool, json: bool) -> Result<Exit, BoxError> {
+    // The changelog as it was before the store was opened (and recovered).
+    let (store, changelog) = match open(dir, recover)? {
+        Ok(opened) => opened,
+        Err(exit) => return Ok(exit),
+    };
     let report = store.restore_report().clone();
     let (keys, end_offset) = (store.len(), store.end_offset());
     store.close()?;
-    let changelog = LogDir::open(real_fs(), dir.join(CHANGELOG_DIR))?.stat()?;
     let used = match &report.source {
         RestoreSource::Snapshot { path, .. } => Some(path.clone()),
         _ => None,

@@ -364,10 +364,7 @@ impl LogDir {
             let log = dir.join(&name);
             let bytes = fs.file_len(&log).map_err(io("stat", &log))?;
             let index = indexes.iter().find(|(b, _)| *b == base).map(|(_, n)| dir.join(n));
-            let header = match &index {
-                Some(path) => read_header(fs.as_ref(), path, base)?,
-                None => None,
-            };
+            let header = index.as_ref().and_then(|path| read_header(fs.as_ref(), path, base));
             segments.push(SegmentFiles { base, log, index, bytes, header });
         }
         for (base, name) in &indexes {
@@ -503,14 +500,13 @@ impl LogDir {
             };
             read_before += files.bytes;
             progress(read_before);
-            // After damage inside a durable segment its index header still says where it ends.
-            let scanned_end = inspection.next_offset;
-            let claimed_end = header.map(|h| h.summary.next_offset);
-            expected = Some(if inspection.valid_bytes < files.bytes {
-                claimed_end.unwrap_or(scanned_end)
+            // After damage inside a durable segment only its index header (if any) still says
+            // where it ends; without one, the next boundary cannot be checked.
+            expected = if inspection.valid_bytes < files.bytes {
+                header.map(|h| h.summary.next_offset)
             } else {
-                scanned_end
-            });
+                Some(inspection.next_offset)
+            };
             segments.push(inspection);
         }
         let start_offset = segments.first().map_or(0, |s| s.base_offset);
@@ -527,23 +523,20 @@ impl LogDir {
         findings: &mut Vec<Finding>,
     ) -> Result<()> {
         let Some(path) = &files.index else { return Ok(()) };
-        let mut mismatch = |field, index: u64, data: u64| {
+        // A wrong end offset misleads every reader (recovery trusts it); wrong counts only
+        // mislead compaction's bookkeeping, and `verify_on_open` rewrites them.
+        let mut mismatch = |field, index: u64, data: u64, severity| {
             if index != data {
                 let problem = Problem::IndexMismatch { field, index, data };
-                findings.push(Finding {
-                    file: path.clone(),
-                    position: 0,
-                    problem,
-                    severity: Severity::Damage,
-                });
+                findings.push(Finding { file: path.clone(), position: 0, problem, severity });
             }
         };
         if scan.invalid.is_none() {
             let summary = &header.summary;
-            mismatch("next_offset", summary.next_offset, scan.next_offset);
+            mismatch("next_offset", summary.next_offset, scan.next_offset, Severity::Damage);
             if !header.legacy {
-                mismatch("record_count", summary.record_count, scan.stats.records);
-                mismatch("tombstones", summary.tombstones, scan.stats.tombstones);
+                mismatch("record_count", summary.record_count, scan.stats.records, Severity::Recoverable);
+                mismatch("tombstones", summary.tombstones, scan.stats.tombstones, Severity::Recoverable);
             }
         }
         let entries = self
@@ -602,22 +595,28 @@ impl LogDir {
         from: u64,
         each: &mut dyn FnMut(&LocatedRecord<'_>) -> ControlFlow<()>,
     ) -> Result<Option<Finding>> {
+        // Whether a segment lies beyond the end of the log (after a torn tail or a gap in the
+        // tail window) depends on the segments before it: learn it first, from the index
+        // headers and a scan of the tail window.
+        let shape = self.stat()?;
+        let tear = shape.findings.iter().find(|f| matches!(f.problem, Problem::TornTail { .. })).cloned();
         let first = self.segments.iter().rposition(|s| s.base <= from).unwrap_or(0);
         let mut expected: Option<u64> = None;
         for (i, files) in self.segments.iter().enumerate().skip(first) {
             let durable = i < self.durable_count;
             let severity = if durable { Severity::Damage } else { Severity::Recoverable };
+            if shape.segments.get(i).is_some_and(|s| s.beyond_end) {
+                return Ok(tear);
+            }
             if let Some(expected) = expected
                 && expected != files.base
             {
+                // Not a tear (that segment would lie beyond the end): a gap or an overlap.
                 let kind = CorruptionKind::SegmentGap { expected, found: files.base };
-                let tear = files.base > expected && !durable && i > self.durable_count;
-                let (problem, severity) = if tear {
-                    (Problem::TornTail { kind, bytes: files.bytes }, Severity::Recoverable)
-                } else {
-                    (Problem::Data(kind), Severity::Damage)
-                };
-                return Ok(Some(Finding { file: files.log.clone(), position: 0, problem, severity }));
+                let problem = Problem::Data(kind);
+                let finding =
+                    Finding { file: files.log.clone(), position: 0, problem, severity: Severity::Damage };
+                return Ok(Some(finding));
             }
             let file = self.fs.open(&files.log, OpenMode::Read).map_err(io("open", &files.log))?;
             // Start at the indexed batch at or before `from`, when the index is a valid marker.
@@ -684,13 +683,13 @@ impl SegmentFiles {
 }
 
 /// Reads an index header; `None` if the file does not hold a valid one for `base`.
-fn read_header(fs: &dyn Fs, path: &Path, base: u64) -> Result<Option<Header>> {
-    let file = fs.open(path, OpenMode::Read).map_err(io("open", path))?;
-    let len = file.len().map_err(io("stat", path))?.min(index::HEADER_LEN as u64) as usize;
+/// An unreadable index file is no marker, as for recovery.
+fn read_header(fs: &dyn Fs, path: &Path, base: u64) -> Option<Header> {
+    let file = fs.open(path, OpenMode::Read).ok()?;
+    let len = file.len().ok()?.min(index::HEADER_LEN as u64) as usize;
     let mut bytes = [0; index::HEADER_LEN];
-    let Some(head) = bytes.get_mut(..len) else { return Ok(None) };
-    file.read_exact_at(head, 0).map_err(io("read", path))?;
-    Ok(bytes.get(..len).and_then(|b| index::decode_header(b, base)))
+    file.read_exact_at(bytes.get_mut(..len)?, 0).ok()?;
+    bytes.get(..len).and_then(|b| index::decode_header(b, base))
 }
 
 /// A scan of a whole segment file for inspection.

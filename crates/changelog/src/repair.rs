@@ -41,6 +41,10 @@ pub struct RepairPlan {
     pub removed_indexes: Vec<PathBuf>,
     /// The damaged compaction commit record, removed.
     pub removed_swap_record: Option<PathBuf>,
+    /// Leftover files (temporary files, the output of a compaction pass that did not commit,
+    /// index files without a segment), which the open at the end of the repair removes: saved
+    /// first like the rest.
+    pub leftovers: Vec<PathBuf>,
     /// The log's end offset before the repair, as its files claim it (the furthest segment's
     /// end).
     pub end_offset_before: u64,
@@ -57,6 +61,7 @@ impl RepairPlan {
             && self.removed_segments.is_empty()
             && self.removed_indexes.is_empty()
             && self.removed_swap_record.is_none()
+            && self.leftovers.is_empty()
     }
 }
 
@@ -121,6 +126,7 @@ impl Repair {
                 removed_segments: Vec::new(),
                 removed_indexes: Vec::new(),
                 removed_swap_record: None,
+                leftovers: Vec::new(),
                 end_offset_before: inspection.segments.iter().map(|s| s.next_offset).max().unwrap_or(0),
                 end_offset_after: inspection.end_offset,
                 bytes_removed: 0,
@@ -211,8 +217,9 @@ impl Repair {
             plan.bytes_removed += self.fs.file_len(&finding.file).map_err(io("stat", &finding.file))?;
             plan.removed_swap_record = Some(finding.file.clone());
         }
-        if plan.removed_segments.is_empty() && plan.cut.is_none() {
-            plan.end_offset_after = self.inspection.end_offset;
+        for finding in self.inspection.findings.iter().filter(|f| f.problem == Problem::Leftover) {
+            plan.bytes_removed += self.fs.file_len(&finding.file).map_err(io("stat", &finding.file))?;
+            plan.leftovers.push(finding.file.clone());
         }
         Ok(())
     }
@@ -252,8 +259,12 @@ impl Repair {
                 let name = format!("{}.cut-at-{position}", file_name(path));
                 saved.push(save_copy(fs_ref, path, *position, &save_to.join(name))?);
             }
-            let whole =
-                plan.removed_segments.iter().chain(&plan.removed_indexes).chain(&plan.removed_swap_record);
+            let whole = plan
+                .removed_segments
+                .iter()
+                .chain(&plan.removed_indexes)
+                .chain(&plan.removed_swap_record)
+                .chain(&plan.leftovers);
             for path in whole {
                 saved.push(save_copy(fs_ref, path, 0, &save_to.join(file_name(path)))?);
             }
@@ -287,6 +298,8 @@ impl Repair {
             }
             fs_ref.sync_dir(&dir).map_err(io("sync_dir", &dir))?;
         }
+        // Opening takes the lock itself. Another process may open the log in between: then this
+        // open fails with `Locked`, after the repair is complete and durable.
         drop(lock);
         let log = Log::open(Arc::clone(&fs), &dir, LogOptions::default())?;
         let recovery = log.recovery_report().clone();

@@ -77,7 +77,9 @@ fn every_mutant_is_checked_somewhere() {
 
 #[test]
 fn a_repair_removing_bytes_before_its_copies_are_durable_is_caught_by_the_repair_sweep() {
-    let verdict = with_mutant(mutants::REPAIR_REMOVES_BEFORE_SAVED, || common::repair::repair_crash_sweep(6));
+    let verdict = with_mutant(mutants::REPAIR_REMOVES_BEFORE_SAVED, || {
+        common::repair::repair_crash_sweep(common::repair::Damage::FlipInMiddleSegment, 6)
+    });
     let violation = verdict.expect_err("the repair sweep passed with the copies' fsyncs removed");
     assert!(violation.contains("removed but not saved"), "{violation}");
 }

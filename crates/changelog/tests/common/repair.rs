@@ -13,11 +13,22 @@ use super::{Rec, read_from, small_options};
 const DIR: &str = "/log";
 const SAVED: &str = "/saved";
 
+/// What the sweep damages before repairing.
+#[derive(Clone, Copy, Debug)]
+pub enum Damage {
+    /// A bit flipped in the middle of the third segment: the log is cut inside it.
+    FlipInMiddleSegment,
+    /// The third segment removed: the log is cut at the gap, the later segments removed.
+    MiddleSegmentMissing,
+    /// The last segment removed: the marker of the new last one is removed.
+    LastSegmentMissing,
+}
+
 /// Damages a log on the simulator, repairs it with a crash image recorded before every change
 /// the repair makes, and checks `images_per_point` images of each: no byte the image lost is
 /// missing from the save directory, and a second repair leaves exactly the records before the
 /// damage. Returns how many points were checked.
-pub fn repair_crash_sweep(images_per_point: u64) -> Result<usize, String> {
+pub fn repair_crash_sweep(damage: Damage, images_per_point: u64) -> Result<usize, String> {
     let fs = SimFs::new(5);
     let dir = Path::new(DIR);
     let mut options = small_options();
@@ -38,11 +49,17 @@ pub fn repair_crash_sweep(images_per_point: u64) -> Result<usize, String> {
     };
     let segments: Vec<String> = names(&fs, dir).into_iter().filter(|n| n.ends_with(".log")).collect();
     assert!(segments.len() >= 5, "{segments:?}");
-    let victim = dir.join(&segments[2]);
-    let mut bytes = fs.contents(&victim).unwrap();
-    let middle = bytes.len() / 2;
-    bytes[middle] ^= 0x20;
-    fs.set_contents(&victim, &bytes).unwrap();
+    match damage {
+        Damage::FlipInMiddleSegment => {
+            let victim = dir.join(&segments[2]);
+            let mut bytes = fs.contents(&victim).unwrap();
+            let middle = bytes.len() / 2;
+            bytes[middle] ^= 0x20;
+            fs.set_contents(&victim, &bytes).unwrap();
+        }
+        Damage::MiddleSegmentMissing => remove_durably(&fs, &dir.join(&segments[2])),
+        Damage::LastSegmentMissing => remove_durably(&fs, &dir.join(segments.last().unwrap())),
+    }
     let originals: BTreeMap<String, Vec<u8>> =
         names(&fs, dir).into_iter().map(|n| (n.clone(), fs.contents(&dir.join(&n)).unwrap())).collect();
 
@@ -50,6 +67,7 @@ pub fn repair_crash_sweep(images_per_point: u64) -> Result<usize, String> {
     let repair = Repair::prepare(Arc::new(fs.clone()), dir, &mut |_| {}).unwrap();
     let end = repair.plan().end_offset_after;
     assert!(end > 0 && end < all.len() as u64, "{:?}", repair.plan());
+    assert!(!repair.plan().is_empty());
     repair.apply(Path::new(SAVED)).unwrap();
     let mut points: Vec<(String, cairn_fs::SimSnapshot)> = fs
         .take_sync_points()
@@ -66,6 +84,11 @@ pub fn repair_crash_sweep(images_per_point: u64) -> Result<usize, String> {
         }
     }
     Ok(points.len())
+}
+
+fn remove_durably(fs: &SimFs, path: &Path) {
+    fs.remove_file(path).unwrap();
+    fs.sync_dir(Path::new(DIR)).unwrap();
 }
 
 fn check_image(
