@@ -22,29 +22,10 @@ use cairn_changelog::{
     CorruptionKind, Error, Inspection, Log, LogDir, LogOptions, Problem, Repair, Severity,
 };
 use cairn_fs::RealFs;
-use common::{Rec, TempDir, read_from, small_options};
+use common::{Rec, TempDir, index_name, log_name, read_from, small_options, snapshot};
 
 fn real() -> Arc<RealFs> {
     Arc::new(RealFs::new())
-}
-
-fn log_name(base: u64) -> String {
-    format!("{base:020}.log")
-}
-
-fn index_name(base: u64) -> String {
-    format!("{base:020}.index")
-}
-
-/// Every file of `dir` and its bytes.
-fn snapshot(dir: &Path) -> BTreeMap<String, Vec<u8>> {
-    fs::read_dir(dir)
-        .unwrap()
-        .map(|entry| {
-            let entry = entry.unwrap();
-            (entry.file_name().into_string().unwrap(), fs::read(entry.path()).unwrap())
-        })
-        .collect()
 }
 
 fn restore(dir: &Path, files: &BTreeMap<String, Vec<u8>>) {

@@ -14,18 +14,10 @@ use std::sync::Arc;
 
 use cairn_changelog::{CorruptionKind, Error, Log, LogOptions};
 use cairn_fs::RealFs;
-use common::{Rec, TempDir, assert_records, read_from, small_options};
+use common::{Rec, TempDir, assert_records, index_name, log_name, read_from, small_options, snapshot};
 
 fn real() -> Arc<RealFs> {
     Arc::new(RealFs::new())
-}
-
-fn log_name(base: u64) -> String {
-    format!("{base:020}.log")
-}
-
-fn index_name(base: u64) -> String {
-    format!("{base:020}.index")
 }
 
 /// The segment files of `dir` by base offset.
@@ -40,17 +32,6 @@ fn segments(dir: &Path) -> Vec<(u64, PathBuf)> {
         .collect();
     found.sort();
     found
-}
-
-/// Every file of `dir` and its bytes.
-fn snapshot(dir: &Path) -> BTreeMap<String, Vec<u8>> {
-    fs::read_dir(dir)
-        .unwrap()
-        .map(|entry| {
-            let entry = entry.unwrap();
-            (entry.file_name().into_string().unwrap(), fs::read(entry.path()).unwrap())
-        })
-        .collect()
 }
 
 /// Makes `dir` hold exactly the files of `files`.

@@ -167,6 +167,27 @@ pub fn check(fs: Arc<dyn Fs>, dir: &Path, options: &LogOptions, ops: &[Op]) {
     assert_records(&read_from(&log, start), &model, start);
 }
 
+/// `00000000000000000042.log` for base offset 42.
+pub fn log_name(base: u64) -> String {
+    format!("{base:020}.log")
+}
+
+/// `00000000000000000042.index` for base offset 42.
+pub fn index_name(base: u64) -> String {
+    format!("{base:020}.index")
+}
+
+/// Every file of `dir` and its bytes.
+pub fn snapshot(dir: &Path) -> std::collections::BTreeMap<String, Vec<u8>> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|entry| {
+            let entry = entry.unwrap();
+            (entry.file_name().into_string().unwrap(), std::fs::read(entry.path()).unwrap())
+        })
+        .collect()
+}
+
 /// A directory under the system's temporary directory, removed when dropped.
 pub struct TempDir {
     pub path: PathBuf,
