@@ -153,6 +153,7 @@ fn log_stat_dump_and_verify_describe_a_healthy_log() {
     let output = cairn(&["log", "verify", path(&dir)]);
     assert_exit(&output, 0);
     assert!(stdout(&output).contains("clean"), "{}", stdout(&output));
+    assert_eq!(stderr(&output), "", "a progress bar was drawn into a pipe");
     let verify = json(&cairn(&["log", "verify", path(&dir), "--json"]));
     assert_eq!((verify["verified"].clone(), verify["clean"].clone()), (Value::Bool(true), Value::Bool(true)));
     assert_eq!(verify["findings"], Value::Array(vec![]));
