@@ -23,6 +23,7 @@ use crate::compaction::swap::{self, COMPACTING_SUFFIX, SWAP_NAME};
 use crate::error::{CorruptionKind, Error, Result};
 use crate::index::{self, Entries, Header};
 use crate::record::RecordView;
+use crate::recovery::read_index_header;
 use crate::segment::{FileScan, INDEX_SUFFIX, LOG_SUFFIX, Stats, Step, TEMP_SUFFIX, index_name, parse_name};
 
 /// How serious a [`Finding`] is.
@@ -364,7 +365,7 @@ impl LogDir {
             let log = dir.join(&name);
             let bytes = fs.file_len(&log).map_err(io("stat", &log))?;
             let index = indexes.iter().find(|(b, _)| *b == base).map(|(_, n)| dir.join(n));
-            let header = index.as_ref().and_then(|path| read_header(fs.as_ref(), path, base));
+            let header = index.as_ref().and_then(|path| read_index_header(fs.as_ref(), path, base));
             segments.push(SegmentFiles { base, log, index, bytes, header });
         }
         for (base, name) in &indexes {
@@ -683,15 +684,6 @@ impl SegmentFiles {
 }
 
 /// Reads an index header; `None` if the file does not hold a valid one for `base`.
-/// An unreadable index file is no marker, as for recovery.
-fn read_header(fs: &dyn Fs, path: &Path, base: u64) -> Option<Header> {
-    let file = fs.open(path, OpenMode::Read).ok()?;
-    let len = file.len().ok()?.min(index::HEADER_LEN as u64) as usize;
-    let mut bytes = [0; index::HEADER_LEN];
-    file.read_exact_at(bytes.get_mut(..len)?, 0).ok()?;
-    bytes.get(..len).and_then(|b| index::decode_header(b, base))
-}
-
 /// A scan of a whole segment file for inspection.
 struct SegmentScan {
     next_offset: u64,

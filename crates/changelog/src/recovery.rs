@@ -434,7 +434,8 @@ pub(crate) fn summary_of(base: u64, scan: &Scan) -> index::Summary {
     scan.stats.summary(base, scan.next_offset, scan.end, None)
 }
 
-fn read_index_header(fs: &dyn Fs, path: &Path, base: u64) -> Option<index::Header> {
+/// An index file's header, if it holds a valid one for `base` (an unreadable file holds none).
+pub(crate) fn read_index_header(fs: &dyn Fs, path: &Path, base: u64) -> Option<index::Header> {
     let file = fs.open(path, OpenMode::Read).ok()?;
     // A version-1 index with few entries is shorter than the current header.
     let len = file.len().ok()?.min(index::HEADER_LEN as u64) as usize;

@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use cairn_fs::{FileLock, Fs, OpenMode};
 
-use crate::compaction::swap::{self, SWAP_NAME};
+use crate::compaction::swap::{self, SWAP_NAME, remove_if_present};
 use crate::error::{CorruptionKind, Error, Result};
 use crate::inspect::{Finding, Inspection, LogDir, Problem};
 use crate::log::Log;
@@ -276,19 +276,19 @@ impl Repair {
             // at the next open); whole, its pass is finished, so that the files below carry
             // their final names.
             if let Some(path) = &plan.removed_swap_record {
-                remove(fs_ref, path)?;
+                remove_if_present(fs_ref, path)?;
                 fs_ref.sync_dir(&dir).map_err(io("sync_dir", &dir))?;
-            } else if fs_ref.exists(&dir.join(SWAP_NAME)).map_err(io("stat", &dir))? {
+            } else if fs_ref.exists(&dir.join(SWAP_NAME)).map_err(io("stat", &dir.join(SWAP_NAME)))? {
                 swap::recover(fs_ref, &dir)?;
             }
             // Markers before data, so that a crash in between never leaves a marked segment
             // without the data its marker describes.
             for base in &index_bases {
-                remove(fs_ref, &dir.join(index_name(*base)))?;
+                remove_if_present(fs_ref, &dir.join(index_name(*base)))?;
             }
             fs_ref.sync_dir(&dir).map_err(io("sync_dir", &dir))?;
             for base in removed_bases.iter().rev() {
-                remove(fs_ref, &dir.join(log_name(*base)))?;
+                remove_if_present(fs_ref, &dir.join(log_name(*base)))?;
             }
             if let Some((base, position)) = cut_base {
                 let path = dir.join(log_name(base));
@@ -311,14 +311,6 @@ impl Repair {
 
 fn file_name(path: &Path) -> String {
     path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
-}
-
-fn remove(fs: &dyn Fs, path: &Path) -> Result<()> {
-    match fs.remove_file(path) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(Error::io("remove", path, e)),
-    }
 }
 
 /// Copies `from[position..]` into the new file `to`, durably (its directory entry is made

@@ -132,7 +132,7 @@ pub(crate) fn read(fs: &dyn Fs, dir: &Path) -> Result<Option<SwapRecord>> {
     SwapRecord::decode(&bytes).map(Some).map_err(|(position, kind)| Error::corruption(&path, position, kind))
 }
 
-fn remove_if_present(fs: &dyn Fs, path: &Path) -> Result<()> {
+pub(crate) fn remove_if_present(fs: &dyn Fs, path: &Path) -> Result<()> {
     match fs.remove_file(path) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
