@@ -6,6 +6,9 @@
 //! - `store/get_100B` (random gets of present keys, values read through the mapped segments)
 //!   and `store/get_100B_cached` (the same, with a value cache holding every value) against
 //!   `store/hashmap_get_100B`: a `HashMap<Vec<u8>, Vec<u8>>` holding every value.
+//! - `store/range_100B` (every key once, through 1000 range scans in key order) against
+//!   `store/btreemap_range_100B`: the same ranges of a `BTreeMap`, keys and values cloned as the
+//!   store's iterator returns them owned.
 //! - `store/restore_snapshot` and `store/restore_replay`: opening a store of 1 M keys after
 //!   1.5 M puts, from its snapshot or by replaying the whole changelog, against
 //!   `store/naive_replay_hashmap`: reading the same changelog into a `HashMap`.
@@ -13,7 +16,7 @@
 
 mod common;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -65,7 +68,7 @@ fn bench_put(c: &mut Criterion) {
     let n = keys_n();
     let order = order(n);
     let mut group = c.benchmark_group("store");
-    group.sample_size(10).measurement_time(Duration::from_secs(5)).throughput(Throughput::Elements(n));
+    group.sample_size(10).measurement_time(common::measurement_time(5)).throughput(Throughput::Elements(n));
     group.bench_function("put_100B", |b| {
         b.iter_custom(|iters| {
             let mut total = Duration::ZERO;
@@ -114,7 +117,7 @@ fn bench_get(c: &mut Criterion) {
     store.sync().unwrap();
     let map: HashMap<Vec<u8>, Vec<u8>> = (0..n).map(|i| (key(i).to_vec(), value(i).to_vec())).collect();
     let mut group = c.benchmark_group("store");
-    group.sample_size(10).measurement_time(Duration::from_secs(5)).throughput(Throughput::Elements(n));
+    group.sample_size(10).measurement_time(common::measurement_time(5)).throughput(Throughput::Elements(n));
     group.bench_function("get_100B", |b| {
         b.iter(|| {
             for &i in &order {
@@ -122,6 +125,43 @@ fn bench_get(c: &mut Criterion) {
             }
         });
     });
+    // Range scans: the key space cut into 1000 ranges, each scanned in turn (every key once).
+    let bounds: Vec<[u8; 16]> = (0..=1000u64)
+        .map(|r| {
+            let mut bound = [0xff; 16];
+            if r < 1000 {
+                bound = [0; 16];
+                bound[..8].copy_from_slice(&(r * (u64::MAX / 1000)).to_be_bytes());
+            }
+            bound
+        })
+        .collect();
+    group.bench_function("range_100B", |b| {
+        b.iter(|| {
+            let mut seen = 0u64;
+            for pair in bounds.windows(2) {
+                for entry in store.range(&pair[0], &pair[1]).unwrap() {
+                    assert_eq!(entry.unwrap().1.len(), 100);
+                    seen += 1;
+                }
+            }
+            assert_eq!(seen, n);
+        });
+    });
+    let tree: BTreeMap<Vec<u8>, Vec<u8>> = map.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+    group.bench_function("btreemap_range_100B", |b| {
+        b.iter(|| {
+            let mut seen = 0u64;
+            for pair in bounds.windows(2) {
+                for (k, v) in tree.range(pair[0].to_vec()..pair[1].to_vec()) {
+                    assert_eq!((k.clone(), v.clone()).1.len(), 100);
+                    seen += 1;
+                }
+            }
+            assert_eq!(seen, n);
+        });
+    });
+    drop(tree);
     store.close().unwrap();
     // The same store with a value cache large enough for every value (after the first pass,
     // every read is a hit: the cache's best case).
@@ -164,7 +204,10 @@ fn bench_restore(c: &mut Criterion) {
         .map(|f| std::fs::metadata(f).unwrap().len())
         .sum();
     let mut group = c.benchmark_group("store");
-    group.sample_size(10).measurement_time(Duration::from_secs(8)).throughput(Throughput::Bytes(log_bytes));
+    group
+        .sample_size(10)
+        .measurement_time(common::measurement_time(8))
+        .throughput(Throughput::Bytes(log_bytes));
     for (name, from_snapshot) in [("restore_snapshot", true), ("restore_replay", false)] {
         group.bench_function(name, |b| {
             b.iter(|| {

@@ -91,7 +91,10 @@ fn count(c: &mut Criterion) {
     let mut latencies: Vec<Duration> = Vec::new();
 
     let mut group = c.benchmark_group("task");
-    group.sample_size(10).measurement_time(Duration::from_secs(40)).throughput(Throughput::Elements(events));
+    group
+        .sample_size(10)
+        .measurement_time(common::measurement_time(40))
+        .throughput(Throughput::Elements(events));
     group.bench_function("count_commit_1s", |b| {
         b.iter_custom(|iters| {
             let mut total = Duration::ZERO;

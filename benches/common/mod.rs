@@ -39,6 +39,17 @@ pub fn segment_files(dir: &Path) -> Vec<PathBuf> {
     files
 }
 
+/// A group's measurement time: `seconds`, or a fifth of it (at least 2 s) when
+/// `cargo xtask bench --quick` set `CAIRN_BENCH_QUICK`. (A group's own setting overrides
+/// criterion's `--measurement-time`, so the quick mode needs its own switch.)
+pub fn measurement_time(seconds: u64) -> Duration {
+    if std::env::var_os("CAIRN_BENCH_QUICK").is_some() {
+        Duration::from_secs((seconds / 5).max(2))
+    } else {
+        Duration::from_secs(seconds)
+    }
+}
+
 /// The `p`-quantile (0.0 to 1.0) of sorted latencies, in microseconds.
 pub fn percentile_us(sorted: &[Duration], p: f64) -> f64 {
     let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;

@@ -122,6 +122,13 @@ const ROWS: &[Row] = &[
         target: "",
     },
     Row {
+        label: "store range scans, 1000 ranges covering 1 M keys (entries/s, vs BTreeMap)",
+        bench: "store/range_100B",
+        baseline: "store/btreemap_range_100B",
+        unit: Unit::RecordsPerSec(None),
+        target: "",
+    },
+    Row {
         label: "store restore from snapshot, 1 M keys / 1.5 M puts (vs naive replay)",
         bench: "store/restore_snapshot",
         baseline: "store/naive_replay_hashmap",
@@ -191,12 +198,14 @@ pub(crate) fn run(quick: bool) -> Result {
     let mut command = cargo();
     command.args(["bench", "-p", "cairn", "--"]);
     if quick {
-        // Criterion's own --quick keeps two samples; shorter phases keep real statistics.
-        command.args(["--warm-up-time", "1", "--measurement-time", "2"]);
+        // Criterion's own --quick keeps two samples; shorter phases keep real statistics. Groups
+        // that set their own measurement time shorten it through CAIRN_BENCH_QUICK.
+        command.args(["--warm-up-time", "1", "--measurement-time", "2"]).env("CAIRN_BENCH_QUICK", "1");
     }
     crate::run(command)?;
     let criterion = root().join("target/criterion");
     let mut table = String::new();
+    limits(&criterion, &mut table)?;
     let _ = writeln!(table, "| workload | cairn | baseline (same run) | ratio | target |");
     let _ = writeln!(table, "|---|---|---|---|---|");
     for row in ROWS {
@@ -226,6 +235,25 @@ pub(crate) fn run(quick: bool) -> Result {
     let path = out.join("report.md");
     std::fs::write(&path, &table).map_err(|e| format!("{}: {e}", path.display()))?;
     println!("written to {}", path.display());
+    Ok(())
+}
+
+/// The raw physical limits this run measured, the baselines of the rows below.
+fn limits(criterion: &Path, table: &mut String) -> Result {
+    let _ = writeln!(table, "Physical limits measured in this run (raw `std::fs`, no format):\n");
+    let _ = writeln!(table, "| limit | bench | median |");
+    let _ = writeln!(table, "|---|---|---|");
+    for (label, bench, unit) in [
+        ("buffered write, 16 B key + 1 KiB value records", "append/raw_1KiB", Unit::BytesPerSec),
+        ("buffered sequential read of the log's files", "read/raw_sequential", Unit::BytesPerSec),
+        ("write of one record + fdatasync", "sync/raw_write_fdatasync", Unit::Latency),
+        ("temp file write + sync_all + rename + directory fsync", "checkpoint/raw_replace", Unit::Latency),
+    ] {
+        let measured = load(criterion, bench)?;
+        let figure = value(&measured, unit).ok_or(format!("{bench}: throughput missing"))?;
+        let _ = writeln!(table, "| {label} | `{bench}` | {} |", show(figure, unit));
+    }
+    let _ = writeln!(table);
     Ok(())
 }
 

@@ -11,6 +11,9 @@
 //!   `ci` runs `crash all --profile ci`.
 //! - `cargo xtask bench [--quick]`: the criterion benches and a Markdown table of each figure
 //!   beside its baseline from the same run, written to `target/bench/report.md`.
+//! - `cargo xtask compare [--quick] [options]`: the peer comparisons (`compare/`, a workspace of
+//!   its own, never built by `ci`), written to `target/compare/` (report.md, results.json, one
+//!   SVG chart per workload).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 mod bench;
@@ -31,6 +34,7 @@ fn main() -> ExitCode {
         Some("loom") => loom(flag("--deep")),
         Some("bench") => bench::run(flag("--quick")),
         Some("crash") => crash::main(&args[1..]),
+        Some("compare") => compare(&args[1..]),
         _ => Err(USAGE.to_string()),
     };
     match result {
@@ -42,7 +46,7 @@ fn main() -> ExitCode {
     }
 }
 
-const USAGE: &str = "usage: cargo xtask <ci | loom [--deep] | bench [--quick] | crash <kill|points|sim|surgery|all> [options]>";
+const USAGE: &str = "usage: cargo xtask <ci | loom [--deep] | bench [--quick] | compare [--quick] [options] | crash <kill|points|sim|surgery|all> [options]>";
 
 /// The workspace root (the parent of this crate's directory).
 pub(crate) fn root() -> PathBuf {
@@ -63,6 +67,18 @@ pub(crate) fn run(mut command: Command) -> Result {
     let status = command.status().map_err(|e| format!("cannot run {shown}: {e}"))?;
     eprintln!("  ({:.1} s)", started.elapsed().as_secs_f64());
     if status.success() { Ok(()) } else { Err(format!("{shown} failed: {status}")) }
+}
+
+/// Builds the comparison crate (its own workspace and lockfile, its own target directory) and
+/// runs it; the arguments go to `cairn-compare` (`--help` lists them).
+fn compare(args: &[String]) -> Result {
+    let mut command = cargo();
+    command
+        .args(["run", "--release", "--locked", "--manifest-path", "compare/Cargo.toml", "--"])
+        .args(["--out", "target/compare"])
+        .args(args)
+        .env("CARGO_TARGET_DIR", root().join("target/compare-build"));
+    run(command)
 }
 
 fn ci() -> Result {
