@@ -23,7 +23,7 @@ use crate::compaction::swap::{self, COMPACTING_SUFFIX, SWAP_NAME};
 use crate::error::{CorruptionKind, Error, Result};
 use crate::index::{self, Entries, Header};
 use crate::record::RecordView;
-use crate::recovery::read_index_header;
+use crate::recovery::{describe_tail, read_index_header};
 use crate::segment::{FileScan, INDEX_SUFFIX, LOG_SUFFIX, Stats, Step, TEMP_SUFFIX, index_name, parse_name};
 
 /// How serious a [`Finding`] is.
@@ -481,7 +481,21 @@ impl LogDir {
                     let mut report = |done: u64| progress(read_before + done);
                     let scan = scan_segment(file.as_ref(), files.base, files.bytes, &mut report)
                         .map_err(io("read", &files.log))?;
-                    if let Some((position, kind)) = &scan.invalid {
+                    // Zeros after the last batch of the last segment are preallocated space
+                    // (LogOptions::preallocate_bytes): the log ends there, and opening cuts them
+                    // without calling them a tear.
+                    let zero_tail = match &scan.invalid {
+                        Some((position, _)) if i == last && !durable => {
+                            describe_tail(file.as_ref(), *position, files.bytes)
+                                .map_err(io("read", &files.log))?
+                                .0
+                                == 0
+                        }
+                        _ => false,
+                    };
+                    if zero_tail {
+                        end_offset.get_or_insert(scan.next_offset);
+                    } else if let Some((position, kind)) = &scan.invalid {
                         if durable {
                             end_offset.get_or_insert(scan.next_offset);
                             findings.push(finding(*position, Problem::Data(kind.clone()), Severity::Damage));
@@ -655,6 +669,17 @@ impl LogDir {
                         }
                     }
                     Step::End => break,
+                    Step::Invalid { position, .. }
+                        if !durable
+                            && i + 1 == self.segments.len()
+                            && describe_tail(file.as_ref(), position, files.bytes)
+                                .map_err(io("read", &files.log))?
+                                .0
+                                == 0 =>
+                    {
+                        // Preallocated space after the last batch, as in `stat`.
+                        break;
+                    }
                     Step::Invalid { position, kind } => {
                         let problem = if durable {
                             Problem::Data(kind)

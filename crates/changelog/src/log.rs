@@ -106,6 +106,10 @@ struct Writer {
     active: Arc<Segment>,
     /// Bytes of the active file holding written batches.
     written: u64,
+    /// The active file's size as last set by preallocation ([`LogOptions::preallocate_bytes`]),
+    /// or 0; at least `written` whenever it is not 0. Only a hint: a write past it extends the
+    /// file, as without preallocation.
+    allocated: u64,
     /// Where in the active file the write-back of written bytes was last started
     /// ([`LogOptions::writeback_bytes`]).
     writeback_from: u64,
@@ -160,6 +164,7 @@ impl Log {
         let writer = Writer {
             active,
             written: recovered.active_len,
+            allocated: 0,
             writeback_from: recovered.active_len,
             buf: Vec::new(),
             open: None,
@@ -609,7 +614,11 @@ impl Log {
             if w.closed {
                 return (Ok(()), None);
             }
-            if let Err(e) = shared.check_usable(&w).and_then(|()| shared.write_out(&mut w)) {
+            if let Err(e) = shared
+                .check_usable(&w)
+                .and_then(|()| shared.write_out(&mut w))
+                .and_then(|()| shared.trim_preallocated(&mut w))
+            {
                 return (Err(e), None);
             }
             let pending = w.take_pending();
@@ -635,7 +644,9 @@ impl Drop for Log {
         self.stop_worker();
         let mut w = lock(&self.shared.writer);
         if !w.closed && self.shared.check_usable(&w).is_ok() {
-            let _ = self.shared.write_out(&mut w);
+            // The trim, best effort like the write: a file left longer ends in zeros, which
+            // the next open cuts.
+            let _ = self.shared.write_out(&mut w).and_then(|()| self.shared.trim_preallocated(&mut w));
         }
         w.closed = true;
     }
@@ -748,6 +759,7 @@ impl Shared {
         if mutants::active(mutants::END_BEFORE_WRITE) {
             self.end.publish(w.next_offset);
         }
+        self.preallocate(w)?;
         if let Err(e) = active.file.write_all_at(&w.buf, w.written) {
             return Err(self.poison(Error::io("write", &active.path, e)));
         }
@@ -771,6 +783,36 @@ impl Shared {
         self.end.publish(w.next_offset);
         cairn_fs::crash_point(cairn_fs::crash_point::CHANGELOG_WRITTEN);
         self.start_writeback(w, self.options.writeback_bytes)
+    }
+
+    /// Extends the active file ahead of the buffer about to be written, in steps of
+    /// [`LogOptions::preallocate_bytes`], when the buffer would pass its size. A failure poisons
+    /// the log: the write it prepares is on the durability path.
+    fn preallocate(&self, w: &mut Writer) -> Result<()> {
+        let step = self.options.preallocate_bytes;
+        let end = w.written + w.buf.len() as u64;
+        if step == 0 || end <= w.allocated {
+            return Ok(());
+        }
+        let size = end.div_ceil(step).saturating_mul(step).min(self.options.segment_bytes_max).max(end);
+        if let Err(e) = w.active.file.set_len(size) {
+            return Err(self.poison(Error::io("set_len", &w.active.path, e)));
+        }
+        w.allocated = size;
+        Ok(())
+    }
+
+    /// Cuts the active file back to its written batches if preallocation extended it: before
+    /// the segment is sealed (a sealed segment's file is exactly its batches) and at close.
+    /// The cut becomes durable with the segment's next fsync, which precedes any marker.
+    fn trim_preallocated(&self, w: &mut Writer) -> Result<()> {
+        if w.allocated > w.written
+            && let Err(e) = w.active.file.set_len(w.written)
+        {
+            return Err(self.poison(Error::io("set_len", &w.active.path, e)));
+        }
+        w.allocated = 0;
+        Ok(())
     }
 
     /// Starts the write-back of the active segment's written whole pages not yet started, if
@@ -824,6 +866,7 @@ impl Shared {
     /// and the new name is durable before any record in it is acknowledged.
     fn roll(&self, w: &mut Writer) -> Result<()> {
         self.write_out(w)?;
+        self.trim_preallocated(w)?;
         let old = Arc::clone(&w.active);
         let summary = w.stats.summary(old.base, w.next_offset, w.written, None);
         let entries = old.entries_below(u64::MAX);
@@ -895,6 +938,8 @@ impl Shared {
         drop(segments);
         let scan = self.cut_segment(&mut w, keep, &segment, cut)?;
         w.written = scan.end;
+        // The kept segment's file ends at its batches (cut in place, rewritten, or sealed).
+        w.allocated = 0;
         // What is kept was made durable before the cut.
         w.writeback_from = scan.end;
         w.last_indexed = scan.entries.last().map_or(0, |e| u64::from(e.position));

@@ -461,7 +461,7 @@ pub(crate) fn write_index(
 
 /// How many non-zero bytes lie in `[position, len)` (counting to the last non-zero byte), and
 /// how many records the batch headers found there claim.
-fn describe_tail(file: &dyn File, position: u64, len: u64) -> std::io::Result<(u64, u64)> {
+pub(crate) fn describe_tail(file: &dyn File, position: u64, len: u64) -> std::io::Result<(u64, u64)> {
     const CHUNK: u64 = 1 << 20;
     let mut last_nonzero = None;
     let mut buf = Vec::new();

@@ -157,3 +157,81 @@ fn readers_refuse_offsets_outside_the_log() {
     assert!(log.reader(1).is_ok(), "a reader at the end waits for new records");
     assert!(matches!(log.reader(2), Err(Error::OffsetOutOfRange { offset: 2, start: 0, end: 1 })));
 }
+
+/// Each segment file's length and the bytes of its batches, in offset order.
+fn lengths(fs: &SimFs, dir: &str) -> Vec<(u64, u64)> {
+    let inspection = cairn_changelog::LogDir::open(Arc::new(fs.clone()), dir).unwrap().stat().unwrap();
+    inspection.segments.iter().map(|s| (fs.contents(&s.file).unwrap().len() as u64, s.valid_bytes)).collect()
+}
+
+#[test]
+fn the_active_file_is_extended_ahead_and_cut_back_at_a_roll_and_at_close() {
+    let (fs, shared) = sim();
+    let mut options = small_options();
+    options.segment_bytes_max = 64 << 10;
+    options.preallocate_bytes = 16 << 10;
+    let log = Log::open(shared, "/log", options).unwrap();
+    log.append(Record::new(b"a", Some(&[1; 100]), 0)).unwrap();
+    log.sync().unwrap();
+    // Extended to one step, holding one small batch.
+    let [(len, valid)] = lengths(&fs, "/log")[..] else { panic!("one segment expected") };
+    assert_eq!(len, 16 << 10, "not extended ahead");
+    assert!(valid < 200);
+    // Past the first step, the next one.
+    for i in 0..200u32 {
+        log.append(Record::new(&i.to_be_bytes(), Some(&[2; 100]), 0)).unwrap();
+    }
+    log.sync().unwrap();
+    let [(len, valid)] = lengths(&fs, "/log")[..] else { panic!("one segment expected") };
+    assert!(valid > 16 << 10 && len == 32 << 10, "{len} bytes for {valid} of batches");
+    // Rolled: the sealed segment is exactly its batches; the new one extended again.
+    for i in 0..600u32 {
+        log.append(Record::new(&i.to_be_bytes(), Some(&[3; 100]), 0)).unwrap();
+    }
+    log.sync().unwrap();
+    let segments = lengths(&fs, "/log");
+    assert_eq!(segments.len(), 2);
+    assert_eq!(segments[0].0, segments[0].1, "a sealed segment keeps preallocated space");
+    assert!(segments[1].0 > segments[1].1, "the new active segment is not extended");
+    log.close().unwrap();
+    let segments = lengths(&fs, "/log");
+    assert!(segments.iter().all(|(len, valid)| len == valid), "close left preallocated space: {segments:?}");
+}
+
+#[test]
+fn without_preallocation_the_file_is_exactly_its_batches() {
+    let (fs, shared) = sim();
+    let mut options = small_options();
+    options.preallocate_bytes = 0;
+    let log = Log::open(shared, "/log", options).unwrap();
+    log.append(Record::new(b"a", Some(&[1; 100]), 0)).unwrap();
+    log.sync().unwrap();
+    let [(len, valid)] = lengths(&fs, "/log")[..] else { panic!("one segment expected") };
+    assert_eq!(len, valid);
+}
+
+#[test]
+fn preallocated_zeros_left_by_a_crash_are_cut_at_open_without_a_tear() {
+    let (fs, shared) = sim();
+    let log = Log::open(shared, "/log", small_options()).unwrap();
+    for i in 0..5u32 {
+        log.append(Record::new(&i.to_be_bytes(), Some(b"v"), 0)).unwrap();
+    }
+    log.sync().unwrap();
+    // The power cut before a close: only what was synced, the extended size included.
+    let image = fs.crash_image(5, &cairn_fs::CrashOptions::durable_only());
+    drop(log);
+    let [(len, valid)] = lengths(&image, "/log")[..] else { panic!("one segment expected") };
+    assert!(len > valid, "the image has no preallocated space to test with");
+    // Inspection sees a healthy log ending at its last batch, not a torn tail.
+    let dir = cairn_changelog::LogDir::open(Arc::new(image.clone()), "/log").unwrap();
+    let verified = dir.verify(&mut |_| {}).unwrap();
+    assert!(verified.findings.is_empty(), "{:?}", verified.findings);
+    assert_eq!(verified.end_offset, 5);
+    let log = Log::open(Arc::new(image.clone()), "/log", small_options()).unwrap();
+    assert_eq!(log.recovery_report().tail_cut, None, "zeros reported as a torn tail");
+    assert_eq!(read_from(&log, 0).len(), 5);
+    log.close().unwrap();
+    let [(len, valid)] = lengths(&image, "/log")[..] else { panic!("one segment expected") };
+    assert_eq!(len, valid);
+}
