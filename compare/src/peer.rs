@@ -77,7 +77,6 @@ pub enum Setting {
     Same(&'static str),
 }
 
-
 /// Writes records at one durability tier. Shared by the writer threads of [`Workload::Group`].
 pub trait Writer: Send + Sync {
     /// Writes one record; with [`Workload::Commit`] and [`Workload::Group`] it is durable when

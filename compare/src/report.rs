@@ -276,7 +276,7 @@ fn detail(results: &Results, workload: Workload, md: &mut String) {
     );
     let raw = results.figure(RAW, workload);
     let cairn = results.figure(CAIRN, workload);
-    for system in &results.systems {
+    for system in results.systems.iter().filter(|s| !matches!(s.setting(workload), Setting::Same(_))) {
         let ratio = |other: Option<f64>| match (other, system.figure(workload)) {
             (Some(o), Some(f)) => format!("{:.2}", advantage(workload, o, f.value)),
             _ => String::new(),
@@ -326,8 +326,15 @@ fn versions(results: &Results, md: &mut String) {
 
 /// One horizontal bar per system; "n/a" where a system offers no setting for the workload.
 fn chart(results: &Results, workload: Workload, path: &Path) -> Result {
-    let rows: Vec<(&str, Option<f64>)> =
-        results.systems.iter().map(|s| (s.name, s.figure(workload).map(|f| f.value))).collect();
+    // The first system at the top (the chart counts rows from the bottom); none that is only
+    // another system again for this workload.
+    let rows: Vec<(&str, Option<f64>)> = results
+        .systems
+        .iter()
+        .rev()
+        .filter(|s| !matches!(s.setting(workload), Setting::Same(_)))
+        .map(|s| (s.name, s.figure(workload).map(|f| f.value)))
+        .collect();
     let (scale, unit) = match workload {
         Workload::Restore => (1e3, "milliseconds (lower is better)"),
         Workload::Commit | Workload::Group => (1e-3, "thousand commits per second"),
@@ -365,10 +372,12 @@ fn chart(results: &Results, workload: Workload, path: &Path) -> Result {
     };
     chart.draw_series(rows.iter().enumerate().filter_map(|(i, (name, v))| {
         v.map(|v| {
-            Rectangle::new(
+            let mut bar = Rectangle::new(
                 [(0.0, SegmentValue::Exact(i)), (v * scale, SegmentValue::Exact(i + 1))],
                 color(name).filled(),
-            )
+            );
+            bar.set_margin(4, 4, 0, 0);
+            bar
         })
     }))?;
     chart.draw_series(rows.iter().enumerate().map(|(i, (_, v))| {

@@ -50,7 +50,7 @@ const SNAPSHOT_AT: f64 = 0.9;
 
 impl Peer for Cairn {
     fn name(&self) -> &'static str {
-        if self.snapshots { "cairn" } else { "cairn, replay only" }
+        if self.snapshots { "cairn" } else { "cairn (replay only)" }
     }
 
     fn version(&self) -> &'static str {

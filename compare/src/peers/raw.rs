@@ -65,7 +65,7 @@ const FILE: &str = "raw";
 
 impl Peer for Raw {
     fn name(&self) -> &'static str {
-        if self.preallocated { "raw, size set ahead" } else { "raw std::fs" }
+        if self.preallocated { "raw (size set ahead)" } else { "raw std::fs" }
     }
 
     fn version(&self) -> &'static str {
