@@ -4,7 +4,7 @@
 //! - `append/*`: buffered appends of 100 B and 1 KiB values (16 B keys), no fsync, against
 //!   `BufWriter` writes of the same bytes;
 //! - `sync/*`: an append plus `sync` per record, and per 100 records, against a write plus
-//!   `fdatasync` of the same bytes;
+//!   `fdatasync` of the same bytes, into a growing file and into one whose size was set ahead;
 //! - `group_commit/*`: 4 threads appending and syncing concurrently, against 1 thread;
 //! - `read/*`: sequential read of a 96 MiB log (sealed, mapped segments and the active one),
 //!   against reading the same files with `std::fs`.
@@ -115,6 +115,23 @@ fn sync(c: &mut Criterion) {
         b.iter_custom(|iters| {
             let scratch = Scratch::new("raw-sync");
             let mut file = std::fs::File::create(scratch.0.join("raw")).unwrap();
+            let started = Instant::now();
+            for i in 0..iters {
+                file.write_all(&key(i)).unwrap();
+                file.write_all(&value).unwrap();
+                file.sync_data().unwrap();
+            }
+            started.elapsed()
+        })
+    });
+    // The same into a file whose size was set ahead (as the log's active segment is): the
+    // fdatasync has no size change to journal. The physical limit of a durable append.
+    group.bench_function("raw_write_fdatasync_size_set", |b| {
+        b.iter_custom(|iters| {
+            let scratch = Scratch::new("raw-sync-set");
+            let mut file = std::fs::File::create(scratch.0.join("raw")).unwrap();
+            file.set_len(iters * (KEY_BYTES as u64 + 100) + (4 << 20)).unwrap();
+            file.sync_all().unwrap();
             let started = Instant::now();
             for i in 0..iters {
                 file.write_all(&key(i)).unwrap();

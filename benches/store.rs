@@ -154,7 +154,8 @@ fn bench_get(c: &mut Criterion) {
             let mut seen = 0u64;
             for pair in bounds.windows(2) {
                 for (k, v) in tree.range(pair[0].to_vec()..pair[1].to_vec()) {
-                    assert_eq!((k.clone(), v.clone()).1.len(), 100);
+                    let owned = std::hint::black_box((k.clone(), v.clone()));
+                    assert_eq!(owned.1.len(), 100);
                     seen += 1;
                 }
             }

@@ -92,7 +92,11 @@ impl Results {
 pub fn median(figures: &[Figure]) -> Figure {
     fn mid(mut values: Vec<f64>) -> Option<f64> {
         values.sort_by(f64::total_cmp);
-        values.get(values.len() / 2).copied()
+        let n = values.len();
+        match (values.get(n.saturating_sub(1) / 2), values.get(n / 2)) {
+            (Some(a), Some(b)) => Some((a + b) / 2.0),
+            _ => None,
+        }
     }
     Figure {
         value: mid(figures.iter().map(|f| f.value).collect()).unwrap_or(f64::NAN),

@@ -3,6 +3,7 @@
 use std::collections::HashMap;
 use std::fs::File;
 use std::io::{BufWriter, Write};
+use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::sync::Mutex;
 
@@ -19,7 +20,8 @@ const PREALLOCATED_BYTES: u64 = 256 << 20;
 
 enum RawWriter {
     Buffered(Mutex<BufWriter<File>>),
-    Synced(Mutex<File>),
+    /// The file, and the next write position, taken in turn.
+    Synced(File, Mutex<u64>),
 }
 
 impl Writer for RawWriter {
@@ -30,16 +32,16 @@ impl Writer for RawWriter {
                 writer.write_all(key)?;
                 writer.write_all(value)?;
             }
-            RawWriter::Synced(file) => {
+            RawWriter::Synced(file, position) => {
                 let record = joined(key, value);
                 // The write in turn, the fdatasync outside the lock: the kernel may let one
                 // fdatasync cover several writers' records.
-                let synced = {
-                    let mut file = file.lock().map_err(|_| "poisoned")?;
-                    file.write_all(&record)?;
-                    file.try_clone()?
-                };
-                synced.sync_data()?;
+                {
+                    let mut position = position.lock().map_err(|_| "poisoned")?;
+                    file.write_all_at(&record, *position)?;
+                    *position += record.len() as u64;
+                }
+                file.sync_data()?;
             }
         }
         Ok(())
@@ -86,7 +88,7 @@ impl Peer for Raw {
                 Setting::Offered("`BufWriter` (256 KiB) of key and value bytes, `flush` at the end")
             }
             Workload::Commit | Workload::Group => Setting::Offered(
-                "`write_all` of the record (writers take turns) then `sync_data` (fdatasync) on one file, no preallocation",
+                "`write_all_at` of the record at the next position (writers take turns) then `sync_data` (fdatasync) on one file, which grows with each write",
             ),
             Workload::Restore | Workload::Get => Setting::Offered(
                 "read the file of 116 B records (`std::fs::read`) and replay it into a `HashMap<Vec<u8>, Vec<u8>>`",
@@ -101,7 +103,7 @@ impl Peer for Raw {
             file.sync_all()?;
         }
         Ok(Box::new(if workload.durable() {
-            RawWriter::Synced(Mutex::new(file))
+            RawWriter::Synced(file, Mutex::new(0))
         } else {
             RawWriter::Buffered(Mutex::new(BufWriter::with_capacity(256 << 10, file)))
         }))

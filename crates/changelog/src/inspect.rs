@@ -59,7 +59,8 @@ pub enum Problem {
     TornTail {
         /// What is wrong with the bytes.
         kind: CorruptionKind,
-        /// Bytes from here to the end of the file.
+        /// Bytes from here to the file's last non-zero byte (zeros after it are preallocated
+        /// space), as recovery's `TailCut` counts them.
         bytes: u64,
     },
     /// A segment after the end of the log (after a torn tail): opening removes it.
@@ -201,7 +202,8 @@ impl Inspection {
         self.findings.iter().map(|f| f.severity).max()
     }
 
-    /// Bytes of all segment files.
+    /// Bytes of all segment files on disk (a live log's preallocated space included; the
+    /// segments' `valid_bytes` count only their batches).
     pub fn bytes(&self) -> u64 {
         self.segments.iter().map(|s| s.bytes).sum()
     }
@@ -217,7 +219,7 @@ impl Inspection {
     pub fn dirty_ratio(&self) -> f64 {
         let kept = self.segments.iter().filter(|s| !s.beyond_end);
         let (dirty, total) = kept.fold((0u64, 0u64), |(dirty, total), s| {
-            (dirty + if s.compacted_ms.is_none() { s.bytes } else { 0 }, total + s.bytes)
+            (dirty + if s.compacted_ms.is_none() { s.valid_bytes } else { 0 }, total + s.valid_bytes)
         });
         if total == 0 { 0.0 } else { dirty as f64 / total as f64 }
     }
@@ -481,11 +483,13 @@ impl LogDir {
                     let mut report = |done: u64| progress(read_before + done);
                     let scan = scan_segment(file.as_ref(), files.base, files.bytes, &mut report)
                         .map_err(io("read", &files.log))?;
-                    // Zeros after the last batch of the last segment are preallocated space
-                    // (LogOptions::preallocate_bytes): the log ends there, and opening cuts them
-                    // without calling them a tear.
+                    // Zeros after the last batch of a tail-window segment are preallocated space
+                    // (LogOptions::preallocate_bytes) when it is the last segment (the log ends
+                    // there) or the next one starts right after it (a roll's cut the crash
+                    // lost): opening cuts them without calling them a tear, as here.
+                    let continues = self.segments.get(i + 1).is_some_and(|n| n.base == scan.next_offset);
                     let zero_tail = match &scan.invalid {
-                        Some((position, _)) if i == last && !durable => {
+                        Some((position, _)) if (i == last || continues) && !durable => {
                             describe_tail(file.as_ref(), *position, files.bytes)
                                 .map_err(io("read", &files.log))?
                                 .0
@@ -494,7 +498,9 @@ impl LogDir {
                         _ => false,
                     };
                     if zero_tail {
-                        end_offset.get_or_insert(scan.next_offset);
+                        if i == last {
+                            end_offset.get_or_insert(scan.next_offset);
+                        }
                     } else if let Some((position, kind)) = &scan.invalid {
                         if durable {
                             end_offset.get_or_insert(scan.next_offset);
@@ -502,8 +508,10 @@ impl LogDir {
                         } else {
                             end_offset.get_or_insert(scan.next_offset);
                             ended = true;
-                            let problem =
-                                Problem::TornTail { kind: kind.clone(), bytes: files.bytes - position };
+                            let bytes = describe_tail(file.as_ref(), *position, files.bytes)
+                                .map_err(io("read", &files.log))?
+                                .0;
+                            let problem = Problem::TornTail { kind: kind.clone(), bytes };
                             findings.push(finding(*position, problem, Severity::Recoverable));
                         }
                     }
@@ -671,20 +679,24 @@ impl LogDir {
                     Step::End => break,
                     Step::Invalid { position, .. }
                         if !durable
-                            && i + 1 == self.segments.len()
+                            && self.segments.get(i + 1).is_none_or(|n| n.base == next)
                             && describe_tail(file.as_ref(), position, files.bytes)
                                 .map_err(io("read", &files.log))?
                                 .0
                                 == 0 =>
                     {
-                        // Preallocated space after the last batch, as in `stat`.
+                        // Preallocated space after the last batch, as in `stat`: the log ends
+                        // here, or goes on in the next segment.
                         break;
                     }
                     Step::Invalid { position, kind } => {
                         let problem = if durable {
                             Problem::Data(kind)
                         } else {
-                            Problem::TornTail { kind, bytes: files.bytes - position }
+                            let bytes = describe_tail(file.as_ref(), position, files.bytes)
+                                .map_err(io("read", &files.log))?
+                                .0;
+                            Problem::TornTail { kind, bytes }
                         };
                         return Ok(Some(Finding { file: files.log.clone(), position, problem, severity }));
                     }

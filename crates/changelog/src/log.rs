@@ -806,7 +806,9 @@ impl Shared {
     /// the segment is sealed (a sealed segment's file is exactly its batches) and at close.
     /// The cut becomes durable with the segment's next fsync, which precedes any marker.
     fn trim_preallocated(&self, w: &mut Writer) -> Result<()> {
-        if w.allocated > w.written
+        // With preallocation on, always: `allocated` is only a hint, and a sealed segment must
+        // be exactly its batches (its marker's length must match the file's).
+        if (w.allocated > w.written || self.options.preallocate_bytes > 0)
             && let Err(e) = w.active.file.set_len(w.written)
         {
             return Err(self.poison(Error::io("set_len", &w.active.path, e)));

@@ -208,6 +208,10 @@ pub(crate) fn open(fs: &dyn Fs, dir: &Path, options: &LogOptions) -> Result<Reco
 
     // Make the tail window durable and mark its sealed segments.
     for (opened, scan) in tail.into_iter().zip(scans) {
+        if opened.len > scan.end {
+            // Preallocated zeros (see above): a sealed segment is exactly its batches.
+            opened.file.set_len(scan.end).map_err(io("set_len", &opened.path))?;
+        }
         opened.file.sync_data().map_err(io("sync_data", &opened.path))?;
         let summary = summary_of(opened.base, &scan);
         write_index(fs, &dir.join(index_name(opened.base)), &summary, &scan.entries, &[], &[])?;
@@ -319,7 +323,7 @@ fn plan(fs: &dyn Fs, dir: &Path, logs: &[u64], listing: &Listing, options: &LogO
     // there. Starting before that end is an overlap no crash produces.
     let mut scans: Vec<Scan> = Vec::with_capacity(tail.len());
     let mut stop = None;
-    for opened in &tail {
+    for (i, opened) in tail.iter().enumerate() {
         if let (Some(expected), Some(previous)) = (expected, scans.last())
             && opened.base > expected
         {
@@ -331,8 +335,20 @@ fn plan(fs: &dyn Fs, dir: &Path, logs: &[u64], listing: &Listing, options: &LogO
             scan_file(opened.file.as_ref(), opened.base, opened.len, options.index_interval_bytes)
                 .map_err(io("read", &opened.path))?;
         expected = Some(scan.next_offset);
+        // Zeros after a sealed segment's last batch, with the next segment starting right
+        // after it: the segment's preallocated space, whose cut at the roll the crash lost
+        // (it becomes durable with the segment's first fsync). Not a tear: the log goes on.
+        let preallocated = match (&invalid, tail.get(i + 1)) {
+            (Some((position, _)), Some(next)) if next.base == scan.next_offset => {
+                describe_tail(opened.file.as_ref(), *position, opened.len)
+                    .map_err(io("read", &opened.path))?
+                    .0
+                    == 0
+            }
+            _ => false,
+        };
         scans.push(scan);
-        if invalid.is_some() {
+        if invalid.is_some() && !preallocated {
             stop = invalid;
             break;
         }

@@ -235,3 +235,45 @@ fn preallocated_zeros_left_by_a_crash_are_cut_at_open_without_a_tear() {
     let [(len, valid)] = lengths(&image, "/log")[..] else { panic!("one segment expected") };
     assert_eq!(len, valid);
 }
+
+#[test]
+fn a_roll_whose_cut_a_crash_lost_leaves_zeros_that_neither_end_the_log_nor_count_as_a_tear() {
+    let (fs, shared) = sim();
+    let mut options = small_options();
+    options.write_buffer_bytes = 0;
+    let log = Log::open(shared, "/log", options.clone()).unwrap();
+    log.append(Record::new(b"k", Some(&[1; 100]), 0)).unwrap();
+    log.sync().unwrap(); // the first segment's extension to 4 KiB is durable
+    let mut n = 1;
+    while count_segments(&fs, "/log".as_ref()) < 2 {
+        log.append(Record::new(b"k", Some(&[2; 100]), 0)).unwrap();
+        n += 1;
+    }
+    for _ in 0..3 {
+        log.append(Record::new(b"k", Some(&[3; 100]), 0)).unwrap();
+        n += 1;
+    }
+    // A crash that keeps every write and directory change but no length change: the roll's
+    // cut of the first segment is lost, so it ends in zeros, and the second segment follows.
+    let mut crash = cairn_fs::CrashOptions::keep_all();
+    crash.set_len_survives_percent = 0;
+    let image = fs.crash_image(7, &crash);
+    drop(log);
+    let first = "/log/00000000000000000000.log";
+    let inspection = cairn_changelog::LogDir::open(Arc::new(image.clone()), "/log").unwrap().stat().unwrap();
+    let zeros = image.contents(first.as_ref()).unwrap().len() as u64 - inspection.segments[0].valid_bytes;
+    assert!(zeros > 0, "the image has no zeros after the first segment's batches");
+
+    let verified =
+        cairn_changelog::LogDir::open(Arc::new(image.clone()), "/log").unwrap().verify(&mut |_| {}).unwrap();
+    assert!(verified.findings.is_empty(), "{:?}", verified.findings);
+    assert_eq!(verified.end_offset, n);
+    let log = Log::open(Arc::new(image.clone()), "/log", options).unwrap();
+    assert_eq!(log.recovery_report().tail_cut, None);
+    assert_eq!(read_from(&log, 0).len() as u64, n, "records after the zeros were lost");
+    log.close().unwrap();
+    assert!(
+        lengths(&image, "/log").iter().all(|(len, valid)| len == valid),
+        "a sealed segment kept its zeros"
+    );
+}
