@@ -111,37 +111,32 @@ fn sync(c: &mut Criterion) {
             started.elapsed()
         })
     });
-    group.bench_function("raw_write_fdatasync", |b| {
-        b.iter_custom(|iters| {
-            let scratch = Scratch::new("raw-sync");
-            let mut file = std::fs::File::create(scratch.0.join("raw")).unwrap();
-            let started = Instant::now();
-            for i in 0..iters {
-                file.write_all(&key(i)).unwrap();
-                file.write_all(&value).unwrap();
-                file.sync_data().unwrap();
-            }
-            started.elapsed()
-        })
-    });
+    group.bench_function("raw_write_fdatasync", |b| b.iter_custom(|iters| time_raw_syncs(iters, false)));
     // The same into a file whose size was set ahead (as the log's active segment is): the
     // fdatasync has no size change to journal. The physical limit of a durable append.
     group.bench_function("raw_write_fdatasync_size_set", |b| {
-        b.iter_custom(|iters| {
-            let scratch = Scratch::new("raw-sync-set");
-            let mut file = std::fs::File::create(scratch.0.join("raw")).unwrap();
-            file.set_len(iters * (KEY_BYTES as u64 + 100) + (4 << 20)).unwrap();
-            file.sync_all().unwrap();
-            let started = Instant::now();
-            for i in 0..iters {
-                file.write_all(&key(i)).unwrap();
-                file.write_all(&value).unwrap();
-                file.sync_data().unwrap();
-            }
-            started.elapsed()
-        })
+        b.iter_custom(|iters| time_raw_syncs(iters, true))
     });
     group.finish();
+}
+
+/// Writes `iters` records of a 100 B value, each followed by `fdatasync`, into a new file whose
+/// size was set ahead or not; returns the time taken.
+fn time_raw_syncs(iters: u64, size_set: bool) -> Duration {
+    let scratch = Scratch::new("raw-sync");
+    let mut file = std::fs::File::create(scratch.0.join("raw")).unwrap();
+    if size_set {
+        file.set_len(iters * (KEY_BYTES as u64 + 100) + (4 << 20)).unwrap();
+        file.sync_all().unwrap();
+    }
+    let value = [0x5a; 100];
+    let started = Instant::now();
+    for i in 0..iters {
+        file.write_all(&key(i)).unwrap();
+        file.write_all(&value).unwrap();
+        file.sync_data().unwrap();
+    }
+    started.elapsed()
 }
 
 /// `threads` writers each append and sync `per_thread` records; returns the wall time from the
