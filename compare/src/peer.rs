@@ -92,6 +92,13 @@ pub trait Reader {
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>>;
 }
 
+/// A map rebuilt by replaying a log (the raw baseline, commitlog).
+impl Reader for std::collections::HashMap<Vec<u8>, Vec<u8>> {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        Ok(std::collections::HashMap::get(self, key).cloned())
+    }
+}
+
 /// One system under test.
 pub trait Peer: Sync {
     fn name(&self) -> &'static str;

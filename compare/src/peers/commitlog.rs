@@ -30,14 +30,6 @@ impl Writer for LogWriter {
     }
 }
 
-struct MapReader(HashMap<Vec<u8>, Vec<u8>>);
-
-impl Reader for MapReader {
-    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
-        Ok(self.0.get(key).cloned())
-    }
-}
-
 impl Peer for Commitlog {
     fn name(&self) -> &'static str {
         "commitlog"
@@ -97,7 +89,7 @@ impl Peer for Commitlog {
                 next = message.offset() + 1;
             }
         }
-        Ok(Box::new(MapReader(map)))
+        Ok(Box::new(map))
     }
 
     fn rebuilds_from_log(&self) -> bool {

@@ -86,7 +86,7 @@ impl Peer for Okaywal {
                 "`begin_entry` + `write_chunk` + `commit` per record (fdatasync, shared by concurrent commits: group commit); default `Configuration`: 1 MiB files preallocated, a checkpoint every 768 KiB taken by a checkpointer that does nothing, so its files are recycled for free",
             ),
             Workload::Restore | Workload::Get => Setting::Offered(
-                "a WAL, not a store: `Configuration::open` with a `LogManager` that replays every entry into a `HashMap` (`checkpoint_after_bytes(u64::MAX)`, so the log keeps every put)",
+                "a WAL, not a store: `Configuration::open` with a `LogManager` that replays every entry into a `HashMap` (`checkpoint_after_bytes(u64::MAX)`, so the log keeps every put); gets go through the replay's mutex",
             ),
         }
     }

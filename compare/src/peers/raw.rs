@@ -55,14 +55,6 @@ impl Writer for RawWriter {
     }
 }
 
-struct MapReader(HashMap<Vec<u8>, Vec<u8>>);
-
-impl Reader for MapReader {
-    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
-        Ok(self.0.get(key).cloned())
-    }
-}
-
 const FILE: &str = "raw";
 
 impl Peer for Raw {
@@ -127,7 +119,7 @@ impl Peer for Raw {
             let (key, value) = record.split_at(KEY_BYTES);
             map.insert(key.to_vec(), value.to_vec());
         }
-        Ok(Box::new(MapReader(map)))
+        Ok(Box::new(map))
     }
 
     fn rebuilds_from_log(&self) -> bool {
